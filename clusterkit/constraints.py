@@ -259,6 +259,7 @@ class _LabelStreams:
         self._cache: dict[int, np.ndarray] = {}  # kind -> codes drawn so far (deduplicated)
         self._rng: dict[int, np.random.Generator] = {}
         self._chunk: dict[int, int] = {}
+        self._drawn: dict[int, int] = {}  # candidates drawn so far, per type
 
     def max_pairs(self, kind: int) -> int:
         return self.max_ml if kind == _ML else self.max_cl
@@ -276,6 +277,9 @@ class _LabelStreams:
         else:
             while len(self._cache.get(kind, ())) < k:
                 self._grow(kind)
+                if self._drawn[kind] > 64 * self.max_pairs(kind) + 10 * _CHUNK_MAX:
+                    raise RuntimeError(f"sampling stalled at {len(self._cache[kind])} of {k} "
+                                       "pairs; please report this as a clusterkit bug")
         codes = self._cache[kind][:k]
         return np.stack([codes // self.n, codes % self.n], axis=1)
 
@@ -300,9 +304,11 @@ class _LabelStreams:
         if kind not in self._rng:
             self._rng[kind] = np.random.default_rng([self.seed, kind])
             self._chunk[kind] = _CHUNK0
+            self._drawn[kind] = 0
             self._cache[kind] = np.empty(0, dtype=np.int64)
         rng, s, n = self._rng[kind], self._chunk[kind], self.n
         self._chunk[kind] = min(2 * s, _CHUNK_MAX)
+        self._drawn[kind] += s
         if kind == _ML:
             ok = self.counts >= 2
             cnt, st = self.counts[ok], self.starts[ok]

@@ -143,6 +143,7 @@ class Run:
         self._stop = threading.Event()
         self._unpaused = threading.Event()
         self._unpaused.set()
+        self._parked = threading.Event()  # set while the loop waits at a pause
         self._thread: threading.Thread | None = None
         self._embed_cache: tuple[int, torch.Tensor, torch.Tensor | None] | None = None
 
@@ -247,6 +248,29 @@ class Run:
             raise self.error
         return self
 
+    def peek(self, timeout: float = 60.0) -> DeepClusteringMethod:
+        """The method with its fitted attributes (``labels_``...) set from the model as it is
+        now. A training run is paused at its next step boundary for the moment this takes,
+        then resumed; a finished run is returned as it is."""
+        if self.state in ("done",) or self.method is None:
+            return self.method
+        if self.running:
+            was_running = self.state == "running"
+            self.pause()
+            deadline = time.monotonic() + timeout
+            while self.running and not self._parked.wait(0.05):
+                if time.monotonic() > deadline:
+                    self.resume()
+                    raise TimeoutError("the run did not reach a step boundary in time")
+            try:
+                self.method._finalize(self)
+            finally:
+                if was_running:
+                    self.resume()
+        elif self.state != "failed":
+            self.method._finalize(self)
+        return self.method
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -279,7 +303,9 @@ class Run:
                     nb = self._n_batches(ph)
                     while self._batch_pos < nb:
                         if not self._unpaused.is_set():
+                            self._parked.set()
                             self._unpaused.wait()
+                            self._parked.clear()
                         if self._stop.is_set():
                             self.state = "stopped"
                             return

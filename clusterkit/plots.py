@@ -1,0 +1,128 @@
+"""Figures the notebooks share: image grids, clusters as images, curves over epochs, sizes.
+
+Every function returns a ``matplotlib.figure.Figure`` built without pyplot's global state
+(a notebook displays it; a script saves it with ``fig.savefig``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from clusterkit.history import History
+
+
+def _as_images(X: np.ndarray, image_shape: tuple[int, ...] | None) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim == 4:
+        return X[:, 0] if X.shape[1] == 1 else X.transpose(0, 2, 3, 1)
+    if image_shape is not None:
+        c, h, w = image_shape
+        return X.reshape(len(X), h, w) if c == 1 else X.reshape(len(X), c, h, w).transpose(0, 2,
+                                                                                          3, 1)
+    side = int(round(np.sqrt(X.shape[1])))
+    if side * side != X.shape[1]:
+        raise ValueError("vectors that are not square images need image_shape=(c, h, w)")
+    return X.reshape(len(X), side, side)
+
+
+def image_grid(X: np.ndarray, labels: np.ndarray, *, per_row: int = 10, seed: int = 0,
+               image_shape: tuple[int, ...] | None = None, title: str | None = None,
+               row_names: Sequence[str] | None = None) -> Figure:
+    """One row per label value, ``per_row`` random images of it (n, ...) -> Figure.
+
+    With predicted clusters as ``labels`` this shows what each cluster holds.
+    """
+    imgs = _as_images(X, image_shape)
+    labels = np.asarray(labels)
+    groups = np.unique(labels)
+    rng = np.random.default_rng(seed)
+    fig = Figure(figsize=(per_row * 0.6 + 0.8, len(groups) * 0.6 + 0.4))
+    axes = fig.subplots(len(groups), per_row, squeeze=False)
+    for r, g in enumerate(groups):
+        members = np.flatnonzero(labels == g)
+        pick = rng.choice(members, size=min(per_row, len(members)), replace=False)
+        for c in range(per_row):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            if c < len(pick):
+                ax.imshow(imgs[pick[c]], cmap="gray_r", interpolation="nearest")
+        name = row_names[r] if row_names is not None else f"{g}  (n={len(members)})"
+        axes[r, 0].text(-0.15, 0.5, name, transform=axes[r, 0].transAxes, ha="right",
+                        va="center", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.subplots_adjust(left=0.12, right=0.99, top=0.93 if title else 0.99, bottom=0.01,
+                        wspace=0.05, hspace=0.05)
+    return fig
+
+
+def curves(histories: Mapping[str, History], keys: Sequence[str] = ("acc", "nmi"),
+           phase: str | None = "cluster") -> Figure:
+    """Epoch-level metrics of one or more runs, one panel per key."""
+    fig = Figure(figsize=(4.2 * len(keys), 3.2))
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys, strict=True):
+        for name, h in histories.items():
+            e, v = h.curve(key, phase)
+            if len(e):
+                ax.plot(e - e[0] + 1, v, label=name, marker="." if len(e) < 30 else None)
+        ax.set_xlabel("epoch")
+        ax.set_title(key.upper())
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(history: History, terms: Sequence[str] | None = None) -> Figure:
+    """Per-step loss terms (log scale), with the run's knob changes marked."""
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.subplots()
+    steps = list(history.steps)
+    names = terms or sorted({k for r in steps for k in r} - {"step", "epoch", "phase"})
+    for k in names:
+        s, v = history.loss_curve(k)
+        if len(s):
+            ax.plot(s, np.maximum(v, 1e-12), label=k, lw=1)
+    for ch in history.changes:
+        ax.axvline(ch["step"], color="k", ls=":", lw=0.8)
+        ax.text(ch["step"], 1, f" {ch['knob']}", transform=ax.get_xaxis_transform(), fontsize=7,
+                va="top", rotation=90)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def cluster_sizes(results: Mapping[str, np.ndarray], n_clusters: int | None = None) -> Figure:
+    """Bar charts of cluster sizes, largest first, one group of bars per method."""
+    fig = Figure(figsize=(7, 3))
+    ax = fig.subplots()
+    k = n_clusters or max(int(np.max(v)) + 1 for v in results.values())
+    width = 0.8 / len(results)
+    for i, (name, labels) in enumerate(results.items()):
+        sizes = np.sort(np.bincount(np.asarray(labels), minlength=k))[::-1]
+        ax.bar(np.arange(k) + i * width, sizes, width, label=name)
+    n = len(next(iter(results.values())))
+    ax.axhline(n / k, color="k", ls="--", lw=0.8, label="balanced")
+    ax.set_xlabel("cluster (largest first)")
+    ax.set_ylabel("size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def metrics_table(rows: Mapping[str, Mapping[str, float]],
+                  keys: Sequence[str] = ("acc", "nmi", "ari", "ne")) -> str:
+    """Plain-text table of results, one row per method."""
+    head = f"{'method':<22}" + "".join(f"{k.upper():>8}" for k in keys)
+    lines = [head, "-" * len(head)]
+    for name, r in rows.items():
+        lines.append(f"{name:<22}" + "".join(
+            f"{r[k]:8.3f}" if isinstance(r.get(k), (int, float)) else f"{'':>8}" for k in keys))
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""Every notebook in notebooks/, executed headless with papermill.
+
+``smoke``: each notebook runs end to end in seconds and records its metrics as JSON.
+``demo`` (marked slow; part of ``make test``): the regression tests, with the quality
+thresholds the issues set, on the profile a class would use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+#: demo-profile thresholds per notebook: key -> minimum (a dotted key reads a baseline).
+#: The last entry of a tuple value is a comparison against another recorded number.
+DEMO_MIN = {
+    "00_tour": {"acc": 0.75},
+}
+#: pairs (a, b) meaning the recorded a must exceed the recorded b in the demo profile
+DEMO_ABOVE = {
+    "00_tour": [("acc", "kmeans.acc")],
+}
+
+
+def run_notebook(nb: Path, profile: str, tmp: Path) -> tuple[dict, float]:
+    import papermill as pm
+
+    metrics = tmp / f"{nb.stem}.{profile}.json"
+    t0 = time.perf_counter()
+    pm.execute_notebook(
+        str(nb), str(tmp / f"{nb.stem}.{profile}.ipynb"),
+        parameters=dict(profile=profile, interactive=False, metrics_path=str(metrics)),
+        cwd=str(tmp), kernel_name="python3", progress_bar=False,
+        request_save_on_cell_execute=False,
+    )
+    return json.loads(metrics.read_text()), time.perf_counter() - t0
+
+
+def dotted(d: dict, key: str):
+    for part in key.split("."):
+        d = d[part]
+    return d
+
+
+def check_shape(m: dict) -> None:
+    for k in ("acc", "nmi", "ari", "ne", "seconds"):
+        assert k in m, f"metrics JSON lacks {k!r}: {sorted(m)}"
+        assert isinstance(m[k], (int, float)) and math.isfinite(m[k]), (k, m[k])
+    for k in ("acc", "nmi", "ne"):
+        assert 0.0 <= m[k] <= 1.0, (k, m[k])
+    assert m["seconds"] > 0
+
+
+def test_every_notebook_has_a_parameters_cell():
+    assert NOTEBOOKS, "no notebooks found"
+    for nb in NOTEBOOKS:
+        cells = json.loads(nb.read_text())["cells"]
+        params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(params) == 1, f"{nb.name}: needs exactly one cell tagged 'parameters'"
+        src = "".join(params[0]["source"])
+        for name in ("profile", "dataset", "seed", "device", "interactive", "metrics_path"):
+            assert f"{name} =" in src, f"{nb.name}: parameters cell lacks {name!r}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_smoke(nb, tmp_path):
+    m, _ = run_notebook(nb, "smoke", tmp_path)
+    check_shape(m)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_demo(nb, tmp_path):
+    m, seconds = run_notebook(nb, "demo", tmp_path)
+    check_shape(m)
+    print(f"\n{nb.stem} demo: {json.dumps(m)} in {seconds:.0f} s")
+    for key, lo in DEMO_MIN.get(nb.stem, {}).items():
+        assert dotted(m, key) >= lo, f"{nb.stem}: {key} = {dotted(m, key):.4f} < {lo}"
+    for a, b in DEMO_ABOVE.get(nb.stem, []):
+        assert dotted(m, a) > dotted(m, b), f"{nb.stem}: {a} {dotted(m, a)} <= {b}"
