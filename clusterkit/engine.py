@@ -537,13 +537,11 @@ class Run:
         if len(X) != c["n"]:
             raise ValueError(f"the data passed to Run.load differs in size from the "
                              f"checkpoint's: {len(X)} rows, the run was trained on {c['n']}")
-        cons = None if state["constraints"] is None else Constraints.from_state(state["constraints"])
+        cs = state["constraints"]
+        cons = None if cs is None else Constraints.from_state(cs)
         run = cls(method, X, y, cons, device=device, seed=c["seed"],
                   snapshot_epochs=state["snapshot_epochs"], snapshot_size=state["snapshot_size"],
                   progress=progress)
-        if run.n != c["n"]:
-            raise ValueError(f"the data passed to Run.load differs in size from the "
-                             f"checkpoint's: {run.n} rows, the run was trained on {c['n']}")
         run.knobs.update(state["knobs"])
         run._requested.update(state["knobs"])
         method._load_state_dict(run, state["method_state"])
@@ -586,6 +584,7 @@ def _plain_params(method: Any) -> dict:
     ok = (int, float, str, bool, type(None))
     out = {}
     for k, v in method.get_params(deep=False).items():
-        if isinstance(v, ok) or (isinstance(v, (list, tuple)) and all(isinstance(x, ok) for x in v)):
+        seq = isinstance(v, (list, tuple)) and all(isinstance(x, ok) for x in v)
+        if isinstance(v, ok) or seq:
             out[k] = v
     return out

@@ -41,10 +41,12 @@ class Knob:
         if self.kind == "bool":
             if isinstance(value, bool) or value in (0, 1):
                 return bool(value)
-            raise ValueError(f"knob {name!r} is an on/off switch; got {value!r}, pass True or False")
+            raise ValueError(f"knob {name!r} is an on/off switch; got {value!r}, "
+                             "pass True or False")
         if self.kind == "choice":
             if value not in self.options:
-                raise ValueError(f"knob {name!r} must be one of {list(self.options)}; got {value!r}")
+                raise ValueError(f"knob {name!r} must be one of {list(self.options)}; "
+                                 f"got {value!r}")
             return value
         try:
             v = float(value)
