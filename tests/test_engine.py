@@ -177,3 +177,20 @@ def test_bad_input_is_refused_at_the_door(digits):
         tiny_idec(profile="fast").fit(X)
     with pytest.raises(RuntimeError, match="not fitted"):
         tiny_idec().predict(X)
+
+
+def test_peek_reads_the_model_mid_training_and_lets_it_go_on(digits):
+    X, y = digits
+    reached = threading.Event()
+
+    def mark(event, run, payload):
+        if event == "step" and run.step == 25:
+            reached.set()
+
+    run = tiny_idec(cluster_epochs=6).prepare(X, y=y, callbacks=[mark])
+    run.start()
+    assert reached.wait(60)
+    m = run.peek()
+    assert m.labels_.shape == (len(X),) and run.state == "running"
+    run.join(120)
+    assert run.state == "done" and run.step == 8 * 8  # 2 + 6 epochs of 8 steps
