@@ -72,3 +72,179 @@ class StudentTHead(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return student_t(z, self.centers, self.alpha)
+
+
+class SiameseCNN(nn.Module):
+    """ADC's backbone (Sun et al. 2022, Fig. 2), shared by both branches of the Siamese net.
+
+    Three stages of 3×3 convolutions (stride 1, padding 1) + ReLU, each closed by a 2×2
+    max-pool; a final (global) average pool; a fully connected layer to ``dim``.
+    ``widths``: channels per stage; ``convs``: convolutions per stage.
+    (B, c, h, w) float32 -> (B, dim).
+    """
+
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (32, 64, 128),
+                 dim: int = 10, convs: int = 1):
+        super().__init__()
+        if len(widths) != 3:
+            raise ValueError(f"widths gives the channels of the 3 stages; got {widths}")
+        layers: list[nn.Module] = []
+        c = in_channels
+        for w in widths:
+            for _ in range(convs):
+                layers += [nn.Conv2d(c, w, 3, padding=1), nn.ReLU()]
+                c = w
+            layers.append(nn.MaxPool2d(2))
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(c, dim)
+        self.dim = dim
+        self.to(memory_format=torch.channels_last)  # about 2x faster convolutions on CPUs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x.contiguous(memory_format=torch.channels_last)))
+
+
+class ConvAutoencoder(nn.Module):
+    """Convolutional autoencoder of DECS (and ConvDEC-DA, whose code DECS builds on).
+
+    Encoder: three blocks ``conv 3×3 (same) → ReLU → BatchNorm → max-pool 2×2``, a fourth
+    ``conv 3×3 → ReLU → BatchNorm`` (``valid`` padding when the side is not a multiple of 8,
+    as in the authors' code), then a linear layer to the ``embed_dim`` embedding. The
+    decoder mirrors it with stride-2 transposed convolutions. ``channels`` defaults to the
+    paper's (32, 64, 128, 256). Input (B, C, H, W) with H, W >= 8; embedding (B, embed_dim).
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int], embed_dim: int = 10,
+                 channels: tuple[int, ...] = (32, 64, 128, 256)):
+        super().__init__()
+        if len(input_shape) != 3:
+            raise ValueError(f"input_shape must be (channels, height, width); got {input_shape}")
+        c, h, w = (int(v) for v in input_shape)
+        if h < 8 or w < 8:
+            raise ValueError(f"ConvAutoencoder needs images of at least 8×8 pixels (three "
+                             f"2×2 poolings); got {h}×{w}: use the MLP autoencoder instead")
+        if len(channels) != 4 or min(channels) < 1:
+            raise ValueError(f"channels needs four positive widths; got {channels}")
+        self.input_shape = (c, h, w)
+        self.embed_dim = int(embed_dim)
+        self.channels = tuple(int(v) for v in channels)
+        c1, c2, c3, c4 = self.channels
+        valid = h % 8 != 0
+        sh, sw = h // 8, w // 8  # side after three poolings
+        oh, ow = (sh - 2, sw - 2) if valid else (sh, sw)
+        if oh < 1 or ow < 1:
+            raise ValueError(f"images of {h}×{w} are too small for this encoder")
+        self.encoder = nn.Sequential(
+            *_conv_block(c, c1), nn.MaxPool2d(2),
+            *_conv_block(c1, c2), nn.MaxPool2d(2),
+            *_conv_block(c2, c3), nn.MaxPool2d(2),
+            *_conv_block(c3, c4, padding=0 if valid else 1),
+            nn.Flatten(), nn.Linear(c4 * oh * ow, self.embed_dim))
+        self._hidden = (c4, sh, sw)
+        self.decoder = nn.Sequential(
+            nn.Linear(self.embed_dim, c4 * sh * sw), nn.ReLU(),
+            nn.Unflatten(1, (c4, sh, sw)),
+            *_deconv_block(c4, c3, output_padding=0 if valid else 1, padding=0 if valid else 1),
+            *_deconv_block(c3, c2), *_deconv_block(c2, c1),
+            nn.Conv2d(c1, c, 3, padding=1))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, embed_dim)."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, embed_dim) -> (B, C, H, W)."""
+        x = self.decoder(z)
+        if tuple(x.shape[-2:]) != self.input_shape[1:]:  # sides that are not 8k or 8k+4
+            x = nn.functional.interpolate(x, size=self.input_shape[1:], mode="bilinear",
+                                          align_corners=False)
+        return x
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x)
+        return z, self.decode(z)
+
+
+def _conv_block(a: int, b: int, padding: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(a, b, 3, padding=padding), nn.ReLU(), nn.BatchNorm2d(b)]
+
+
+def _deconv_block(a: int, b: int, padding: int = 1, output_padding: int = 1) -> list[nn.Module]:
+    return [nn.ConvTranspose2d(a, b, 3, stride=2, padding=padding,
+                               output_padding=output_padding), nn.ReLU(), nn.BatchNorm2d(b)]
+
+
+def softmax_distance(z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """ClusterNet eq 16, as log-probabilities: log softmax_k(-||z_i - mu_k||²).
+
+    z: (B, d), centers: (k, d); returns (B, k) log p_ik (``.exp()`` rows sum to 1).
+    """
+    d2 = (z.pow(2).sum(1, keepdim=True) - 2 * z @ centers.T + centers.pow(2).sum(1)).clamp_min(0)
+    return torch.log_softmax(-d2, dim=1)
+
+
+class ClusterNetAE(nn.Module):
+    """ClusterNet's convolutional autoencoder (Shukla et al., §5.1; seed 001).
+
+    Encoder: three convolutions with ``channels`` (32, 64, 128) filters, stride 2 (kernels
+    5, 5, 3), each followed by InstanceNorm and LeakyReLU, then a fully connected layer to
+    ``latent`` (32) units with tanh. The decoder mirrors it (fully connected + tanh, then
+    transposed convolutions back to ``input_shape``, linear output). Dropout ``dropout``
+    (10 %) after every layer except the decoder's last. Works for any image size of at
+    least 8 × 8 (28 × 28 MNIST, 16 × 16 USPS, 32 × 32 ...).
+
+    x: (B, c, h, w) float32 -> z: (B, latent) in (-1, 1) -> x_hat: (B, c, h, w).
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int], channels: tuple[int, ...] = (32, 64, 128),
+                 latent: int = 32, dropout: float = 0.1, kernels: tuple[int, ...] = (5, 5, 3)):
+        super().__init__()
+        if len(input_shape) != 3 or min(input_shape[1:]) < 8:
+            raise ValueError(f"ClusterNetAE needs images (c, h, w) of at least 8 x 8; got "
+                             f"input_shape={tuple(input_shape)} (use MLPAutoencoder for vectors)")
+        if len(kernels) != len(channels):
+            raise ValueError(f"one kernel size per conv layer: {kernels} vs {channels}")
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.latent = int(latent)
+        c, h, w = self.input_shape
+        enc: list[nn.Module] = []
+        dec: list[nn.Module] = []
+        sizes = [(h, w)]
+        chans = [c, *channels]
+        for i, k in enumerate(kernels):
+            hh, ww = sizes[-1]
+            # 'same' padding for odd k, except a last small kernel on a big map ('valid')
+            pad = 0 if (k == 3 and min(hh, ww) >= 7) else k // 2
+            st = 2 if min(hh, ww) >= 4 else 1  # keep InstanceNorm more than one pixel
+            enc += [nn.Conv2d(chans[i], chans[i + 1], k, stride=st, padding=pad),
+                    nn.InstanceNorm2d(chans[i + 1]), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+            sizes.append(((hh + 2 * pad - k) // st + 1, (ww + 2 * pad - k) // st + 1))
+            dec.insert(0, (chans[i + 1], chans[i], k, pad, st, (hh, ww)))
+        self.conv_shape = (chans[-1], *sizes[-1])
+        flat = math.prod(self.conv_shape)
+        self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(flat, latent), nn.Tanh())
+        layers: list[nn.Module] = [nn.Linear(latent, flat), nn.Tanh(), nn.Dropout(dropout),
+                                   nn.Unflatten(1, self.conv_shape)]
+        in_size = sizes[-1]
+        for j, (cin, cout, k, pad, st, (hh, ww)) in enumerate(dec):
+            op = (hh - ((in_size[0] - 1) * st - 2 * pad + k),
+                  ww - ((in_size[1] - 1) * st - 2 * pad + k))
+            layers.append(nn.ConvTranspose2d(cin, cout, k, stride=st, padding=pad,
+                                             output_padding=op))
+            if j < len(dec) - 1:
+                layers += [nn.InstanceNorm2d(cout), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+            in_size = (hh, ww)
+        self.decoder = nn.Sequential(*layers)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, c, h, w) -> (B, latent)."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent) -> (B, c, h, w)."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x)
+        return z, self.decode(z)

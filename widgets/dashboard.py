@@ -7,7 +7,7 @@ restarting::
     dash = Dashboard(IDEC(10), X, y=y)   # or Dashboard(run) for a prepared Run
     dash                                 # the widget; press start, or:
     dash.train()                         # background training (foreground when interactive=False)
-    dash.wait()                          # block until the run ends
+    method = dash.result()               # block until the run ends; the fitted method
 
 Layout: the buttons **start / pause / resume / stop** (only the ones that make sense in the
 run's current state are enabled), a status line (state, phase, epoch, step, steps/s, elapsed),
@@ -28,18 +28,24 @@ matching fraction of the epoch); phase boundaries are dotted grey lines.
 Knob controls: ``log`` -> ``FloatLogSlider``; ``float`` -> ``FloatSlider``; ``int`` (constraint
 budgets) -> ``IntSlider``; ``bool`` (loss terms) -> ``Checkbox``; ``choice`` -> ``Dropdown``
 (a knob without both bounds gets a number box instead of a slider). A log knob whose lower
-bound is 0 (a loss weight, where 0 switches the term off) gets a slider starting at a small
-positive value **and an "off" checkbox next to it**: ticking it sets the knob to exactly 0
+bound is 0 (a loss weight, where 0 switches the term off) gets a slider whose minimum is a
+small positive value (10⁻⁴ times its maximum, rounded down to a power of ten, or lower if
+the default is smaller) **and an "off" checkbox next to it**: ticking it sets the knob to exactly 0
 and greys the slider out, unticking it (or moving the slider) restores the slider's value.
 Sliders send their value when released (``continuous_update=False``), so one drag is one
 change in the history. A value the run refuses (the knob's validation, or the method's
 ``_validate_knob``: a budget larger than the data can supply...) is shown in the message
 area, never as a traceback, and the control returns to the run's requested value.
 
-The live view refreshes at most once per ``refresh`` seconds from a background thread of
-the dashboard, never from the training thread: the training loop does not know the
-dashboard exists (it registers no callback), so rendering costs training only the CPU time
-the renders take (``benchmarks/bench_dashboard.py`` measures it). With ``interactive=False``
+The live view refreshes from a background thread of the dashboard, never from the training
+thread: the training loop does not know the dashboard exists (it registers no callback), so
+rendering costs training only the CPU (and GIL) time the renders take, which is bounded:
+the status line refreshes every ``refresh`` seconds; the figure at most once per ``refresh``
+seconds, and after a render that took *c* seconds not again for *c* / ``render_share``
+seconds (default 8 %), so on a slow or busy machine the figure refreshes less often rather
+than slowing training. A render redraws only the loss panel when no epoch ended and no knob
+changed since the last one (the other panels keep their pixels).
+``benchmarks/bench_dashboard.py`` measures the cost. With ``interactive=False``
 (papermill, tests) nothing runs in the background: ``train()``, ``run_to_end()`` or
 ``display(dash)`` train in the foreground to the end and render the final state once.
 """
@@ -59,12 +65,15 @@ import ipywidgets as W
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 
 from clusterkit.engine import Run
 from clusterkit.knobs import Knob
 
 __all__ = ["Dashboard"]
 
+RENDER_SHARE = 0.08  # the live view spends at most this fraction of the time rendering
 MAX_POINTS = 600  # loss curves are bin-averaged down to this many points
 MAX_LABELS = 12  # knob-change marks labelled with their name (all are drawn)
 METRICS = {"acc": "#1f77b4", "nmi": "#ff7f0e", "ne": "#2ca02c"}  # name -> line colour
@@ -102,7 +111,8 @@ class Dashboard:
     checkbox of a weight that may be 0); ``groups`` (group -> knob names, as laid out);
     ``message`` and ``status`` (``HTML``); ``image``
     (``Image``, PNG); ``figure`` (the matplotlib figure, reused by every render); ``widget``
-    (the whole box).
+    (the whole box); ``renders`` and ``render_seconds`` (how many figures were rendered, and
+    the time they took: the live view's cost).
     """
 
     def __init__(
@@ -146,6 +156,8 @@ class Dashboard:
         self._thread_lock = threading.Lock()
         self._local = threading.local()  # .syncing: value changes made by the dashboard
         self._closed = threading.Event()
+        self._wake = threading.Event()  # cuts the live view's wait short
+        self._live = self.interactive
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._known: dict[str, Any] = {k: run.requested(k) for k in names}
@@ -155,6 +167,10 @@ class Dashboard:
         self._last_sample: tuple[float, int] | None = None
         self._clock: tuple[float, float] | None = None  # (run.seconds seen, when)
         self._error_shown: BaseException | None = None
+        self.renders = 0  # figures rendered so far, and the seconds they took
+        self.render_seconds = 0.0
+        self.render_share = RENDER_SHARE
+        self._next_render = 0.0  # perf_counter() before which the live view does not render
 
         self._build_widgets()
         # a fixed layout: constrained/tight layout would triple the cost of every render
@@ -163,6 +179,18 @@ class Dashboard:
                                     wspace=0.18, hspace=0.35)
         self._canvas = FigureCanvasAgg(self.figure)
         self._axes = self.figure.subplots(2, 2)
+        for ax in self._axes.ravel():  # few tick labels: text is most of a render's cost
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+            ax.tick_params(labelsize=8)
+        # the loss panel's quarter of the figure, painted white before the panel is redrawn
+        # alone (when only steps were added; see _render_png)
+        a, b, c = (ax.get_position() for ax in self._axes.ravel()[:3])
+        xmid, ymid = (a.x1 + b.x0) / 2, (a.y0 + c.y1) / 2
+        self._blank = Rectangle((0, ymid), xmid, 1 - ymid, transform=self.figure.transFigure,
+                                facecolor=self.figure.get_facecolor(), edgecolor="none")
+        self._blank.set_figure(self.figure)
+        self._epoch_key: tuple | None = None
         self._update_all()
         if self.interactive:
             self._ensure_refresher()
@@ -280,14 +308,26 @@ class Dashboard:
         if off is not None and off.value:  # moving the slider switches the term back on
             self._set_quietly(off, False)
             self.controls[name].disabled = False
-        self._request(name, change["new"])
+        self._request(name, self._clip(name, change["new"]))
 
     def _on_off(self, name: str, change: dict) -> None:
         if self._syncing():
             return
         ctrl = self.controls[name]
         ctrl.disabled = bool(change["new"])
-        self._request(name, 0.0 if change["new"] else ctrl.value)
+        self._request(name, 0.0 if change["new"] else self._clip(name, ctrl.value))
+
+    def _clip(self, name: str, value: Any) -> Any:
+        """A slider's value within its knob's bounds: 10 ** log10(0.3) may exceed 0.3 by a
+        rounding error, which the knob would refuse."""
+        spec = self.run.knob_specs[name]
+        if spec.kind in ("log", "float") and isinstance(self.controls[name], W.FloatLogSlider
+                                                        | W.FloatSlider):
+            if spec.high is not None:
+                value = min(value, spec.high)
+            if spec.low is not None:
+                value = max(value, spec.low)
+        return value
 
     def _request(self, name: str, value: Any) -> bool:
         with self._lock:
@@ -419,16 +459,61 @@ class Dashboard:
             self._final_refresh()
         return self
 
+    def result(self, timeout: float | None = None) -> Any:
+        """The trained method, once training has ended: waits for a background run (see
+        ``wait``; one never started is started), trains a not-interactive one to the end
+        (see ``run_to_end``), and returns ``run.method`` with its fitted attributes
+        (``labels_``...; a stopped run is finalised too). Re-raises a training error.
+
+        While a cell blocks here the kernel handles no widget events, so the sliders and
+        buttons answer only once it returns: to play with the knobs, run the cells that make
+        and ``train()`` the dashboard, and this one when you are done."""
+        if not self.interactive and not self.run.running:
+            self.run_to_end()
+        else:
+            if self.run.state == "ready":  # never started: start it now
+                self.train()
+            self.wait(timeout)
+        if self.run.error is not None:
+            raise self.run.error
+        if self.run.running:
+            raise TimeoutError(f"training still runs after {timeout} s; call result() again "
+                               "later, or stop it with the stop button")
+        return self.run.method
+
     def _final_refresh(self) -> None:
-        self._tick()
+        self._update_all()
+        if self._key() != self._rendered_key:
+            self._render_png()
 
     def close(self) -> None:
         """Stop the live view's thread and close the widgets (the run is left as it is)."""
         self._closed.set()
+        self._join_refresher()
+        self._close_widgets()
+
+    @property
+    def live(self) -> bool:
+        """Whether the live view refreshes in the background (interactive dashboards). Set it
+        to ``False`` to freeze the view while training goes on, ``True`` to resume it."""
+        return self._live
+
+    @live.setter
+    def live(self, on: bool) -> None:
+        if on and not self.interactive:
+            raise ValueError("a dashboard made with interactive=False has no live view; "
+                             "call render() to refresh it")
+        self._live = bool(on)
+        if on:
+            self._ensure_refresher()
+        else:
+            self._join_refresher()
+
+    def _join_refresher(self) -> None:
+        self._wake.set()
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(10)
-        self._close_widgets()
 
     def _close_widgets(self) -> None:
         for w in [*self.buttons.values(), *self.controls.values(), *self.off_switches.values(),
@@ -437,7 +522,7 @@ class Dashboard:
 
     # ------------------------------------------------------------------ live view
     def _ensure_refresher(self) -> None:
-        if not self.interactive or self._closed.is_set():
+        if not self._live or self._closed.is_set():
             return
         with self._thread_lock:
             if self._thread is None or not self._thread.is_alive():
@@ -447,8 +532,9 @@ class Dashboard:
 
     def _refresh_loop(self) -> None:
         """The live view's thread: one tick per ``refresh`` seconds; ends after rendering a
-        finished run (a button press starts it again) or on ``close()``."""
-        while not self._closed.is_set():
+        finished run (a button press starts it again), on ``live = False`` or ``close()``."""
+        self._wake.clear()
+        while self._live and not self._closed.is_set():
             try:
                 self._tick()
             except Exception as e:  # noqa: BLE001 - shown, never raised into the kernel
@@ -456,12 +542,17 @@ class Dashboard:
             if self.run.state in _TERMINAL and not self.run.running \
                     and self._rendered_key == self._key():
                 return
-            self._closed.wait(self.refresh)
+            self._wake.wait(self.refresh)
 
     def _tick(self) -> None:
         self._update_all()
-        if self._key() != self._rendered_key:
+        if self._key() != self._rendered_key and time.perf_counter() >= self._next_render:
+            t0 = time.perf_counter()
             self._render_png()
+            # a render that took c seconds is followed by none for c / render_share seconds:
+            # on a slow or busy machine the figure refreshes less often, training keeps its pace
+            cost = time.perf_counter() - t0 if self.renders > 1 else 0.0  # 1st: fonts load
+            self._next_render = t0 + max(self.refresh, cost / self.render_share) - 0.05
 
     def _update_all(self) -> None:
         """Status line, buttons, controls and failure message from the run's state now."""
@@ -539,25 +630,36 @@ class Dashboard:
 
     def _render_png(self) -> bytes:
         with self._render_lock:
+            t0 = time.perf_counter()
             key = self._key()
-            self._draw()
-            buf = io.BytesIO()
-            self._canvas.print_png(buf, pil_kwargs={"compress_level": 1})
-            png = buf.getvalue()
+            h = self.run.history
+            epochs, changes = list(h.epochs), list(h.changes)
+            ax_loss = self._axes[0, 0]
+            epoch_key = (id(h), len(epochs), len(changes))
+            if epoch_key == self._epoch_key:
+                # only steps were added: redraw the loss panel over the last image
+                _reset(ax_loss)
+                self._draw_losses(ax_loss, changes)
+                renderer = self._canvas.get_renderer()
+                self._blank.draw(renderer)
+                ax_loss.draw(renderer)
+            else:
+                for ax in self._axes.ravel():
+                    _reset(ax)
+                self._draw_losses(ax_loss, changes)
+                self._draw_epochs(epochs, changes)
+                self._canvas.draw()
+                self._epoch_key = epoch_key
+            png = _encode_png(self._canvas)
             self.image.value = png
             self._rendered_key = key
+            self.renders += 1
+            self.render_seconds += time.perf_counter() - t0
         return png
 
-    def _draw(self) -> None:
-        run, h = self.run, self.run.history
-        steps = self._losses.update(h)
-        epochs = list(h.epochs)
-        changes = list(h.changes)
-        ax_loss, ax_met, ax_size, ax_extra = self._axes.ravel()
-        for ax in self._axes.ravel():
-            _reset(ax)
-
-        # losses over steps
+    def _draw_losses(self, ax_loss: Any, changes: list[dict]) -> None:
+        """The loss panel: one line per term over steps, phase boundaries, knob changes."""
+        steps = self._losses.update(self.run.history)
         ax_loss.set_title("loss terms", fontsize=10, loc="left", y=1.0, pad=3)
         ax_loss.set_xlabel("step")
         drawn = False
@@ -577,7 +679,9 @@ class Dashboard:
         if drawn:
             if ax_loss.get_yscale() != "log":
                 ax_loss.set_yscale("log", nonpositive="mask")
-            ax_loss.legend(fontsize=8, loc="upper right")
+                ax_loss.yaxis.set_major_locator(LogLocator(numticks=6))
+                ax_loss.yaxis.set_minor_formatter(NullFormatter())
+            ax_loss.legend(fontsize=8, loc="lower left", framealpha=0.8)
             for s, name in steps.phase_starts[1:]:
                 ax_loss.axvline(s, color="grey", ls=":", lw=1)
                 ax_loss.text(s, 0.01, f" {name}", transform=ax_loss.get_xaxis_transform(),
@@ -585,6 +689,13 @@ class Dashboard:
             _marks(ax_loss, [(c["step"], c) for c in changes])
         else:
             _empty(ax_loss, "waiting for the first step")
+        ax_loss.relim()
+        ax_loss.autoscale_view()
+
+    def _draw_epochs(self, epochs: list[dict], changes: list[dict]) -> None:
+        """The epoch-level panels: metrics, cluster sizes, constraints or the change log."""
+        run = self.run
+        _, ax_met, ax_size, ax_extra = self._axes.ravel()
 
         # metrics over epochs
         ax_met.set_title("ACC / NMI / NE", fontsize=10, loc="left", y=1.0, pad=3)
@@ -618,9 +729,6 @@ class Dashboard:
         else:
             ax_size.set_title("cluster sizes", fontsize=10, loc="left", y=1.0, pad=3)
             _empty(ax_size, "no clusters yet")
-        for ax in (ax_loss, ax_met, ax_size):
-            ax.relim()
-            ax.autoscale_view()
 
         # constraints satisfied, or the knob-change log
         rows = [r for r in epochs if "satisfied" in r]
@@ -641,6 +749,9 @@ class Dashboard:
                 lines.insert(0, f"... {len(changes) - 10} earlier")
             ax_extra.text(0.0, 1.0, "\n".join(lines) or "none yet", va="top", ha="left",
                           family="monospace", fontsize=8, transform=ax_extra.transAxes)
+        for ax in (ax_met, ax_size, ax_extra):
+            ax.relim()
+            ax.autoscale_view()
 
     # ------------------------------------------------------------------ display
     def _ipython_display_(self) -> None:
@@ -694,6 +805,17 @@ class _StepCache:
                     vs.append(v)
         self.n += len(new)
         return self
+
+
+def _encode_png(canvas: FigureCanvasAgg) -> bytes:
+    """The canvas's current pixels as an RGB PNG, fast (zlib level 1: ~60 kB, ~8 ms)."""
+    from PIL import Image
+
+    w, h = canvas.get_width_height()
+    img = Image.frombuffer("RGBA", (w, h), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, format="png", compress_level=1)
+    return buf.getvalue()
 
 
 def _downsample(x: np.ndarray, v: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,11 @@ _NAMES = {
     "DEC": "clusterkit.methods.dec",
     "IDEC": "clusterkit.methods.dec",
     "DeepClusteringMethod": "clusterkit.methods.base",
+    "ActiveDeepClustering": "clusterkit.methods.adc",
+    "DCCF": "clusterkit.methods.dccf",
+    "DECS": "clusterkit.methods.decs",
+    "BalancedSemiSupervised": "clusterkit.methods.balanced",
+    "ClusterNet": "clusterkit.methods.clusternet",
 }
 __all__ = list(_NAMES)
 
