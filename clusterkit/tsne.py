@@ -17,7 +17,7 @@ Coherence strategies (``method``):
 * ``"independent"``: independent fits, no alignment (the baseline the others beat).
 
 Measured by ``benchmarks/bench_tsne.py`` (10 frames of 2000 points, 1 thread, CPU seconds):
-chain 11.5 s, Procrustes 23.6 s, independent 24.2 s, openTSNE defaults per frame 52.0 s;
+chain 10.0 s, Procrustes 20.6 s, independent 21.3 s, openTSNE defaults per frame 46.7 s;
 median point displacement between frames 0.17 (chain) vs 0.30 / 0.38 / 0.29 (Procrustes /
 independent / openTSNE defaults), worst pair 0.35 vs 0.65 / 1.81 / 1.79 (a mirrored frame);
 last-frame 5-NN accuracy 0.98 for all, 10-NN preservation 0.524 vs 0.529. The chain is the
@@ -177,17 +177,17 @@ def _threads(n_jobs: int) -> int:
     """Threads for openTSNE: ``n_jobs`` if positive, else the cores not already busy.
 
     openTSNE's OpenMP runtime (libgomp, shared with scikit-learn's, so its wait policy is
-    fixed before we can set it) busy-waits between parallel regions. On a shared machine
-    with every core taken that makes 2 threads 4.5x slower than 1 (182 s vs 41 s for 10
-    frames of 2000 points at load 10 on 2 cores), while on an idle one 2 threads are 1.7x
-    faster. So ``-1`` means: ``os.cpu_count()`` minus the 1-minute load average of the other
-    processes (this one counted as idle), at least 1.
+    fixed before we could set it) busy-waits between parallel regions. When another process
+    holds a core, 2 threads on 2 cores run 3-4.5x slower than 1 thread (35 s vs 10 s for
+    10 frames of 2000 points at load 2.3; 182 s vs 41 s at load 10), while on an idle
+    machine they are 1.7x faster. So ``-1`` means ``os.cpu_count()`` minus the 1-minute load
+    average, rounded, at least 1: all cores when idle, one when in doubt.
     """
     if n_jobs > 0:
         return int(n_jobs)
     cores = os.cpu_count() or 1
     try:
-        busy = max(os.getloadavg()[0] - 1.0, 0.0)
+        busy = os.getloadavg()[0]
     except OSError:  # pragma: no cover - no load average (Windows)
         busy = 0.0
     return max(1, min(cores, int(cores - busy + 0.5)))

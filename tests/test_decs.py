@@ -235,7 +235,9 @@ def test_reuses_a_pretrained_autoencoder_and_works_on_vectors(digits):
     X, y = digits
     X = X[:500]
     pre = DECS(profile="smoke", cluster_epochs=0, verbose=False, snapshot_epochs=None).fit(X)
+    pre.autoencoder_.eval()  # left in eval mode by a reader: BatchNorm must still train
     m = DECS(profile="smoke", pretrained=pre, verbose=False, snapshot_epochs=None).fit(X)
+    assert m.autoencoder_.training
     assert not any(r["phase"] == "pretrain" for r in m.history_.steps)
     assert next(pre.autoencoder_.parameters()).data_ptr() != \
         next(m.autoencoder_.parameters()).data_ptr()
