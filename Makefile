@@ -18,7 +18,7 @@ endif
 export MPLBACKEND ?= Agg
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: install lab test test-fast demo check strip lint reproduce bench screenshots clean
+.PHONY: install lab test test-fast demo check strip clean
 
 install: $(VENV)/.installed
 
@@ -47,9 +47,6 @@ test: check
 
 demo: install
 	$(BIN)/python benchmarks/demo_notebooks.py --profile demo
-
-reproduce: install
-	$(BIN)/python benchmarks/reproduce.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -16,6 +16,14 @@ if "CLUSTERKIT_DATA" not in os.environ and SHARED_DATA.is_dir():
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def pytest_configure(config):
+    # Unit tests train tiny networks: one thread is as fast, and OpenMP's busy-waiting
+    # threads make two of them crawl whenever anything else shares the cores.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1797 digits as (n, 1, 8, 8) float32 in [0, 1] and (n,) int64 labels."""
