@@ -48,6 +48,7 @@ DEMO_NOT_YET = {
                                   "ablation measured .969 > .966 (full model must beat it)",
     "02_clusternet": "issue #7: held-out ACC .81 measured < .90",
     "03_active_clustering": "issue #8: ACC .936 measured once headless, demo never completed",
+    "04_sample_stability": "issue #9: ACC .783 measured < .85 (above IDEC .729)",
     "05_contractive_focal": "issue #10: ACC .70 measured < .85; focal arm below 'neither'",
 }
 
