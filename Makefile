@@ -30,7 +30,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lab: install
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(LAB_ARGS) \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 check: install
 	$(BIN)/ruff check clusterkit widgets tests benchmarks
