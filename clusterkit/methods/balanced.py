@@ -43,7 +43,7 @@ from clusterkit.constraints import Constraints
 from clusterkit.engine import Phase, Run
 from clusterkit.knobs import Knob, switch, weight
 from clusterkit.methods import parts
-from clusterkit.methods.base import DeepClusteringMethod, copy_module
+from clusterkit.methods.base import AutoencoderMethod, copy_module
 from clusterkit.models import MLPAutoencoder, StudentTHead
 
 VARIANTS = ("paper", "code")
@@ -74,7 +74,7 @@ _PAPER = dict(scope="sample", assignment="target", reduction="mean", skip_above=
               stop="objective", kmeans_n_init=20)
 
 
-class BalancedSemiSupervised(DeepClusteringMethod):
+class BalancedSemiSupervised(AutoencoderMethod):
     """Deep semi-supervised balanced clustering: ``L_r + α L_bal + β L_semi`` (eq 12).
 
     Parameters left at ``None`` come from ``profile`` and ``variant``:
@@ -138,7 +138,7 @@ class BalancedSemiSupervised(DeepClusteringMethod):
         self.snapshot_epochs = snapshot_epochs
         self.snapshot_size = snapshot_size
 
-    _NOT_SETTINGS = DeepClusteringMethod._NOT_SETTINGS | {"variant"}
+    _NOT_SETTINGS = AutoencoderMethod._NOT_SETTINGS | {"variant"}
 
     # ------------------------------------------------------------------ settings
     def settings(self) -> dict[str, Any]:
@@ -447,17 +447,6 @@ class BalancedSemiSupervised(DeepClusteringMethod):
         per_point.scatter_reduce_(0, pairs[:, 0], m, reduce="amax")
         per_point.scatter_reduce_(0, pairs[:, 1], m, reduce="amax")
         return {"multiplier": per_point[idx].cpu().numpy()}
-
-    def _nets(self):
-        return [m for m in (getattr(self, "autoencoder_", None), getattr(self, "head_", None))
-                if m is not None]
-
-    def _embed(self, run: Run, x: torch.Tensor):
-        z = self.autoencoder_.encode(x)
-        return z, (None if self.head_ is None else self.head_(z))
-
-    def _centers(self, run: Run):
-        return None if self.head_ is None else self.head_.centers.detach()
 
     def _state_dict(self, run: Run) -> dict:
         return {"ae": self.autoencoder_.state_dict(),

@@ -194,6 +194,22 @@ class DeepClusteringMethod(ClusterMixin, BaseEstimator):
             self.cluster_centers_ = c.detach().float().cpu().numpy()
 
 
+class AutoencoderMethod(DeepClusteringMethod):
+    """A method whose embedding is ``autoencoder_.encode(x)`` and whose clustering layer is
+    a Student-t ``head_`` (None until the clustering phase starts): DEC's family."""
+
+    def _nets(self) -> list[nn.Module]:
+        return [m for m in (getattr(self, "autoencoder_", None), getattr(self, "head_", None))
+                if m is not None]
+
+    def _embed(self, run: Run, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z = self.autoencoder_.encode(x)
+        return z, (None if self.head_ is None else self.head_(z))
+
+    def _centers(self, run: Run) -> torch.Tensor | None:
+        return None if self.head_ is None else self.head_.centers.detach()
+
+
 def copy_module(src: Any, attr: str = "autoencoder_") -> nn.Module:
     """A deep copy of a fitted method's module (``pretrained=`` arguments) or of a module."""
     mod = getattr(src, attr, src)

@@ -32,13 +32,13 @@ from clusterkit import losses
 from clusterkit.engine import Phase, Run
 from clusterkit.knobs import Knob, switch, weight
 from clusterkit.methods import parts
-from clusterkit.methods.base import DeepClusteringMethod, copy_module
+from clusterkit.methods.base import AutoencoderMethod, copy_module
 from clusterkit.models import MLPAutoencoder, StudentTHead
 
 FOCAL_TARGETS = ("hard", "soft")
 
 
-class DCCF(DeepClusteringMethod):
+class DCCF(AutoencoderMethod):
     """Deep clustering with contractive representation learning and focal loss.
 
     Parameters left at ``None`` come from ``profile``:
@@ -249,17 +249,6 @@ class DCCF(DeepClusteringMethod):
         return rec
 
     # ------------------------------------------------------------------ views
-    def _nets(self):
-        return [m for m in (getattr(self, "autoencoder_", None), getattr(self, "head_", None))
-                if m is not None]
-
-    def _embed(self, run: Run, x: torch.Tensor):
-        z = self.autoencoder_.encode(x)
-        return z, (None if self.head_ is None else self.head_(z))
-
-    def _centers(self, run: Run):
-        return None if self.head_ is None else self.head_.centers.detach()
-
     @torch.no_grad()
     def _snapshot_extras(self, run: Run, idx: torch.Tensor) -> dict[str, np.ndarray]:
         """p_t (the probability S gives the target's class) and ``hard`` (p_t < 0.5): the

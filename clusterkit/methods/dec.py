@@ -18,11 +18,11 @@ from clusterkit import losses
 from clusterkit.engine import Phase, Run
 from clusterkit.knobs import Knob, switch, weight
 from clusterkit.methods import parts
-from clusterkit.methods.base import DeepClusteringMethod, copy_module
+from clusterkit.methods.base import AutoencoderMethod, copy_module
 from clusterkit.models import MLPAutoencoder, StudentTHead
 
 
-class IDEC(DeepClusteringMethod):
+class IDEC(AutoencoderMethod):
     """Improved Deep Embedded Clustering: reconstruction + γ · KL(P || Q).
 
     Parameters left at ``None`` come from ``profile``:
@@ -149,17 +149,6 @@ class IDEC(DeepClusteringMethod):
 
     def _cluster_epoch_end(self, run: Run) -> dict:
         return {"changed": float(getattr(self, "delta_", float("nan")))}
-
-    def _nets(self):
-        return [m for m in (getattr(self, "autoencoder_", None), getattr(self, "head_", None))
-                if m is not None]
-
-    def _embed(self, run: Run, x: torch.Tensor):
-        z = self.autoencoder_.encode(x)
-        return z, (None if self.head_ is None else self.head_(z))
-
-    def _centers(self, run: Run):
-        return None if self.head_ is None else self.head_.centers.detach()
 
     def _state_dict(self, run: Run) -> dict:
         return {"ae": self.autoencoder_.state_dict(),

@@ -36,7 +36,7 @@ from clusterkit import losses
 from clusterkit.engine import Phase, Run
 from clusterkit.knobs import Knob, switch
 from clusterkit.methods import parts
-from clusterkit.methods.base import PROFILES, DeepClusteringMethod, copy_module
+from clusterkit.methods.base import PROFILES, AutoencoderMethod, copy_module
 from clusterkit.models import ConvAutoencoder, MLPAutoencoder, StudentTHead
 
 #: what ``variant`` sets, unless given explicitly
@@ -49,7 +49,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 THRESHOLDS = ("otsu", "fixed")
 
 
-class DECS(DeepClusteringMethod):
+class DECS(AutoencoderMethod):
     """Deep Embedding Clustering driven by Sample stability.
 
     Parameters left at ``None`` come from ``profile`` and then from ``variant`` (λ, ``alpha``,
@@ -92,7 +92,7 @@ class DECS(DeepClusteringMethod):
                                   sgd_cluster_lr=0.01, augment=True, batch_size=256,
                                   dims=(500, 500, 2000, 10), embed_dim=10, threshold="otsu",
                                   t=0.5, bins=1000, use_reconstruction=False)
-    _NOT_SETTINGS = DeepClusteringMethod._NOT_SETTINGS | {"variant"}
+    _NOT_SETTINGS = AutoencoderMethod._NOT_SETTINGS | {"variant"}
 
     def __init__(self, n_clusters: int = 10, *, variant: str = "code", profile: str = "demo",
                  pretrain_epochs: int | None = None, cluster_epochs: int | None = None,
@@ -296,17 +296,6 @@ class DECS(DeepClusteringMethod):
             return {}
         s, _ = self.stability_of(run, q[idx])
         return {"stability": s.float().cpu().numpy()}
-
-    def _nets(self):
-        return [m for m in (getattr(self, "autoencoder_", None), getattr(self, "head_", None))
-                if m is not None]
-
-    def _embed(self, run: Run, x: torch.Tensor):
-        z = self.autoencoder_.encode(x)
-        return z, (None if self.head_ is None else self.head_(z))
-
-    def _centers(self, run: Run):
-        return None if self.head_ is None else self.head_.centers.detach()
 
     def _state_dict(self, run: Run) -> dict:
         return {"ae": self.autoencoder_.state_dict(), "head": parts.module_state(self.head_),
