@@ -61,7 +61,7 @@ def test_balance_loss_gradient_moves_mass_towards_the_small_cluster():
     sizes1 = torch.softmax(logits, 1).sum(0).detach()
     # soft sizes: the big cluster shrinks, the small one grows, and the loss went down
     assert sizes1[0] < sizes0[0] - 1.0 and sizes1[1] > sizes0[1] + 1.0, (sizes0, sizes1)
-    assert float(losses.balance_loss(torch.softmax(logits, 1))) < v0
+    assert float(losses.balance_loss(torch.softmax(logits.detach(), 1))) < v0
 
 
 # ------------------------------------------------------------------------- eqs 13-14
