@@ -3,6 +3,8 @@
 #   make test       everything: lint, stripped notebooks, unit tests, every notebook (smoke + demo)
 #   make test-fast  unit tests + smoke notebooks (under 5 minutes)
 #   make demo       every notebook in the demo profile, headless, and a table of their metrics
+#   make screenshots  the README's browser screenshots (notebooks/figures/browser_*.png)
+#   make reproduce  the papers' tables on a GPU (benchmarks/results/); ARGS="--cpu --tiny" to try it
 SHELL := /bin/bash
 PY ?= python3
 VENV ?= .venv
@@ -17,8 +19,10 @@ endif
 endif
 export MPLBACKEND ?= Agg
 PYTEST := $(BIN)/python -m pytest
+# The browser tests (tests/browser) drive JupyterLab in Debian's Chromium, never a downloaded one.
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install lab test test-fast demo check strip clean
+.PHONY: install lab test test-fast demo check strip clean browser screenshots reproduce
 
 install: $(VENV)/.installed
 
@@ -43,11 +47,34 @@ strip: install
 test-fast: check
 	$(PYTEST) -m "not slow and not browser" --timeout 600
 
-test: check
+test: check browser
 	$(PYTEST) --timeout 1800 --durations 15
+
+# Debian's Chromium for the browser tests, when it is missing and this machine lets us install
+# it (root and apt-get); otherwise nothing happens and the browser tests skip, saying why.
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser tests (apt-get)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		{ apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+		  || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends \
+		       chromium >/dev/null; }; } \
+		|| echo "could not install chromium: the browser tests will be skipped" >&2; \
+	else \
+		echo "no $(CHROMIUM), and installing it needs root and apt-get:" \
+		     "the browser tests will be skipped" >&2; \
+	fi
+
+screenshots: install browser
+	CLUSTERKIT_SCREENSHOTS=notebooks/figures $(PYTEST) tests/browser -m browser --timeout 600 -q
 
 demo: install
 	$(BIN)/python benchmarks/demo_notebooks.py --profile demo
+
+# every method in its paper profile, several seeds; refuses without a GPU unless ARGS has --cpu
+reproduce: install
+	$(BIN)/python benchmarks/reproduce.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -123,6 +123,17 @@ def test_pretrained_network_is_reused(small):
         assert torch.equal(v, w0[k])
 
 
+def test_a_method_without_pretraining_can_be_shared(small):
+    # the paper profile has no pretraining phase: its first round still hands its starting
+    # network to later methods (the notebook's pre-round -> pretrained= pattern)
+    a = _method(pretrain_epochs=0, dec_epochs=0)
+    a.fit_round(small.X, None, y=small.y)
+    b = _method(rounds=1, pretrained=a)
+    b.fit(small.X, y=small.y, oracle=LabelOracle(small.y))
+    w0 = a.pretrained_net_.state_dict()
+    assert all(torch.equal(v, w0[k]) for k, v in b.pretrained_net_.state_dict().items())
+
+
 def test_vectors_get_an_mlp():
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(0, 1, (60, 5)), rng.normal(6, 1, (60, 5))]).astype(

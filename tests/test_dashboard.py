@@ -276,3 +276,119 @@ def test_a_diverged_run_shows_the_error_as_a_message(digits, dashboards, monkeyp
         dash.result()
     assert "training failed" in dash.message.value and "became nan" in dash.message.value
     assert "failed" in dash.status.value and all(b.disabled for b in dash.buttons.values())
+
+
+# ---------------------------------------------------------------- waiting in a notebook cell
+class _FakeUiEvents:
+    """Stands in for jupyter_ui_poll.ui_events: counts the polls, sync and async."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def __call__(self):
+        return self
+
+    def _poll(self, n: int) -> None:
+        self.polls += 1
+
+    async def _apoll(self, n: int) -> None:
+        self.polls += 1
+
+    def __enter__(self):
+        return self._poll
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    async def __aenter__(self):
+        return self._apoll
+
+    async def __aexit__(self, *exc) -> None:
+        pass
+
+
+def test_wait_outside_a_kernel_is_a_plain_join():
+    from widgets import _wait
+
+    assert _wait.kernel() is None and _wait._ui_events() is None  # pytest: no kernel
+    joined = []
+    assert _wait.wait_until(lambda: True, 5, joined.append) is True
+    assert joined == [5]  # the fallback (a join) got the timeout
+
+
+def test_ui_polling_only_where_the_kernel_lets_jupyter_ui_poll_work(monkeypatch):
+    """jupyter_ui_poll drives kernel.do_one_iteration(), which ipykernel 7 removed: there a
+    blocking wait joins (polling would serve nothing); with it, the wait polls."""
+    import asyncio
+    import sys
+    import types
+
+    from widgets import _wait
+
+    fake = _FakeUiEvents()
+    monkeypatch.setitem(sys.modules, "jupyter_ui_poll", types.SimpleNamespace(ui_events=fake))
+    monkeypatch.setattr(_wait, "kernel", lambda: types.SimpleNamespace())  # ipykernel 7
+    assert _wait._ui_events() is None
+    monkeypatch.setattr(_wait, "kernel", lambda: types.SimpleNamespace(do_one_iteration=None))
+    assert _wait._ui_events() is fake
+
+    t0 = time.monotonic()
+    ends = t0 + 0.3
+    assert _wait.wait_until(lambda: time.monotonic() > ends, 10, pytest.fail) is True
+    assert fake.polls >= 2  # polled until done, never joined
+    polls = fake.polls
+    assert _wait.wait_until(lambda: False, 0.2, pytest.fail) is False  # timed out
+    assert fake.polls > polls
+    polls = fake.polls
+    assert asyncio.run(_wait.wait_until_async(lambda: False, 0.2, interval=0.01)) is False
+    assert fake.polls > polls
+    monkeypatch.delitem(sys.modules, "jupyter_ui_poll")  # not installed: plain join again
+    monkeypatch.setattr("builtins.__import__", _no_ui_poll(__import__))
+    assert _wait._ui_events() is None
+
+
+def _no_ui_poll(real_import):
+    def imp(name, *args, **kw):
+        if name == "jupyter_ui_poll":
+            raise ImportError(name)
+        return real_import(name, *args, **kw)
+    return imp
+
+
+def test_result_async_waits_without_blocking_the_event_loop(digits, dashboards):
+    """What ``await dash.result_async()`` does in a cell: other tasks (the kernel handling
+    widget messages, on ipykernel 7) keep running while training goes on."""
+    import asyncio
+
+    X, y = digits
+    dash = Dashboard(tiny_idec(cluster_epochs=2), X, y=y, refresh=0.1)
+    dashboards.append(dash)
+    dash.train()
+    ticks = []
+
+    async def other_task() -> None:  # stands in for the kernel dispatching a slider's message
+        while dash.run.running:
+            ticks.append(dash.run.step)
+            await asyncio.sleep(0.01)
+
+    async def cell():
+        other = asyncio.ensure_future(other_task())
+        method = await dash.result_async(60)
+        await other
+        return method
+
+    assert asyncio.run(cell()) is dash.run.method
+    assert dash.run.state == "done" and dash.run.method.labels_.shape == (len(X),)
+    assert len(ticks) >= 2  # the loop ran while the cell waited
+    assert "done" in dash.status.value and dash._rendered_key == dash._key()
+
+    slow = Dashboard(tiny_idec(cluster_epochs=50), X, y=y, refresh=0.1)
+    dashboards.append(slow)
+    with pytest.raises(TimeoutError, match="still runs"):
+        asyncio.run(slow.result_async(0.2))  # never started: started, then times out
+    assert slow.run.running
+    slow.run.stop()
+
+    fg = Dashboard(tiny_idec(pretrain_epochs=1, cluster_epochs=1), X, y=y, interactive=False)
+    dashboards.append(fg)
+    assert asyncio.run(fg.result_async()) is fg.run.method and fg.run.state == "done"

@@ -105,3 +105,39 @@ def test_vectors_are_plotted(tmp_path):
     assert lab.pair_image.value[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="budget"):
         PairLabeler(ActiveDeepClustering(2, profile="smoke"), X, budget=0, log_path=None)
+
+
+def test_until_trained_waits_for_the_persons_round_and_times_out(small, tmp_path, capsys):
+    """What ``await labeler.until_trained()`` does after the widget in a notebook."""
+    import asyncio
+
+    lab = PairLabeler(_method(), small.X, small.y, budget=3, log_path=tmp_path / "a.jsonl")
+    assert lab.rounds_trained == 0 and not lab.training()
+    assert asyncio.run(lab.until_trained(timeout=0.2)) is False  # nobody answered
+    out = capsys.readouterr().out
+    assert "No round trained" in out and "a.jsonl" in out
+
+    async def person_then_wait():
+        async def person():  # answers while the cell waits, then presses Train
+            await asyncio.sleep(0.1)
+            for _ in range(3):
+                lab.buttons["same" if lab.current[0] % 2 else "different"].click()
+            lab.buttons["train"].click()
+        helper = asyncio.ensure_future(person())
+        ok = await lab.until_trained(timeout=120)
+        await helper
+        return ok
+
+    assert asyncio.run(person_then_wait()) is True
+    assert lab.rounds_trained == 1 and not lab.training()
+    assert "round 1 trained" in lab.status.value or "trained on" in lab.status.value
+    assert asyncio.run(lab.until_trained(timeout=0)) is True  # already trained: at once
+    assert lab.wait(5) is lab  # no round running: returns at once
+
+
+def test_until_trained_not_interactive_trains_at_once(small, tmp_path):
+    import asyncio
+
+    lab = PairLabeler(_method(), small.X, small.y, budget=4, log_path=tmp_path / "o.jsonl",
+                      oracle=LabelOracle(small.y), interactive=False)
+    assert asyncio.run(lab.until_trained()) is True and lab.rounds_trained == 1

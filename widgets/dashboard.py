@@ -8,6 +8,7 @@ restarting::
     dash                                 # the widget; press start, or:
     dash.train()                         # background training (foreground when interactive=False)
     method = dash.result()               # block until the run ends; the fitted method
+    method = await dash.result_async()   # the same in a notebook cell, the controls kept live
 
 Layout: the buttons **start / pause / resume / stop** (only the ones that make sense in the
 run's current state are enabled), a status line (state, phase, epoch, step, steps/s, elapsed),
@@ -45,7 +46,14 @@ seconds, and after a render that took *c* seconds not again for *c* / ``render_s
 seconds (default 8 %), so on a slow or busy machine the figure refreshes less often rather
 than slowing training. A render redraws only the loss panel when no epoch ended and no knob
 changed since the last one (the other panels keep their pixels).
-``benchmarks/bench_dashboard.py`` measures the cost. With ``interactive=False``
+``benchmarks/bench_dashboard.py`` measures the cost.
+
+Waiting for the end in a cell: while a cell blocks, the kernel handles no widget messages.
+``await dash.result_async()`` (or ``wait_async()``) waits without blocking the kernel, so
+the buttons and sliders keep working, also during "Run All" (the later cells wait their
+turn). The blocking ``result()`` / ``wait()`` serve widget events with ``jupyter_ui_poll``
+where the kernel allows it (ipykernel 6) and are a plain join elsewhere (see
+``widgets/_wait.py``). With ``interactive=False``
 (papermill, tests) nothing runs in the background: ``train()``, ``run_to_end()`` or
 ``display(dash)`` train in the foreground to the end and render the final state once.
 """
@@ -70,6 +78,7 @@ from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 
 from clusterkit.engine import Run
 from clusterkit.knobs import Knob
+from widgets._wait import wait_until, wait_until_async
 
 __all__ = ["Dashboard"]
 
@@ -452,12 +461,32 @@ class Dashboard:
 
     def wait(self, timeout: float | None = None) -> Dashboard:
         """Block until the background run ends (or ``timeout`` seconds pass), then refresh
-        the view. Re-raises a training error (it is also shown in the message area)."""
+        the view. Re-raises a training error (it is also shown in the message area).
+
+        In a kernel where ``jupyter_ui_poll`` can serve widget events (ipykernel 6) the
+        controls stay live meanwhile; elsewhere this is a plain join: in a notebook prefer
+        ``await dash.wait_async()``, which keeps them live on every kernel."""
         try:
-            self.run.join(timeout)
+            wait_until(self._ended, timeout, self.run.join)
         finally:
             self._final_refresh()
+        if self.run.error is not None:
+            raise self.run.error
         return self
+
+    async def wait_async(self, timeout: float | None = None) -> Dashboard:
+        """``await dash.wait_async()`` in a cell: like ``wait``, but the kernel keeps handling
+        the buttons and sliders while it waits (also during "Run All")."""
+        try:
+            await wait_until_async(self._ended, timeout)
+        finally:
+            self._final_refresh()
+        if self.run.error is not None:
+            raise self.run.error
+        return self
+
+    def _ended(self) -> bool:
+        return not self.run.running
 
     def result(self, timeout: float | None = None) -> Any:
         """The trained method, once training has ended: waits for a background run (see
@@ -465,15 +494,30 @@ class Dashboard:
         (see ``run_to_end``), and returns ``run.method`` with its fitted attributes
         (``labels_``...; a stopped run is finalised too). Re-raises a training error.
 
-        While a cell blocks here the kernel handles no widget events, so the sliders and
-        buttons answer only once it returns: to play with the knobs, run the cells that make
-        and ``train()`` the dashboard, and this one when you are done."""
+        A blocking wait: unless ``jupyter_ui_poll`` can serve widget events from this kernel
+        (see ``wait``), the sliders and buttons answer only once it returns. In a notebook
+        use ``await dash.result_async()``, which keeps them live."""
         if not self.interactive and not self.run.running:
             self.run_to_end()
         else:
             if self.run.state == "ready":  # never started: start it now
                 self.train()
             self.wait(timeout)
+        return self._method(timeout)
+
+    async def result_async(self, timeout: float | None = None) -> Any:
+        """``method = await dash.result_async()`` in a notebook cell: ``result()``, waiting
+        without blocking the kernel, so the controls stay live until training ends (during
+        "Run All" too: the later cells run once it returns). Not interactive: as
+        ``result()`` (trains in the foreground)."""
+        if not self.interactive and not self.run.running:
+            return self.result(timeout)
+        if self.run.state == "ready":
+            self.train()
+        await self.wait_async(timeout)
+        return self._method(timeout)
+
+    def _method(self, timeout: float | None) -> Any:
         if self.run.error is not None:
             raise self.run.error
         if self.run.running:

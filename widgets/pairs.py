@@ -19,6 +19,14 @@ Keyboard: click into the small "keys" box and type ``s`` (same), ``d`` (differen
 
 ``interactive=False`` (papermill, tests): the ``oracle`` answers the round's pairs at once
 and ``train()`` runs in the foreground.
+
+Waiting for the person in a notebook ("Run All"): ``await lab.until_trained(timeout=600)``
+in the next cell waits, the widget live, until a round has been trained on the person's
+answers (they pressed "Train with these answers" and it finished); the cells below run
+then. After ``timeout`` seconds it says so and returns False, so the notebook goes on.
+``wait()`` blocks until a background round ends (serving widget events where
+``jupyter_ui_poll`` can; see ``widgets/_wait.py``); ``await lab.wait_async()`` is the same
+without blocking the kernel.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from clusterkit.active import AnswerLog, QueryStrategy, make_strategy
+from widgets._wait import wait_until, wait_until_async
 
 
 def _png(fig: Figure) -> bytes:
@@ -98,6 +107,7 @@ class PairLabeler:
                 strategy.log = AnswerLog(self.log_path)
         self.run = None
         self.error: BaseException | None = None
+        self.rounds_trained = 0  # training rounds this labeler has finished
         self._thread: threading.Thread | None = None
         self._lock = threading.RLock()
         self._build()
@@ -128,7 +138,7 @@ class PairLabeler:
         self.progress = W.IntProgress(value=0, min=0, max=self.budget, description="round 1",
                                       layout=W.Layout(width="360px"))
         self.pair_image = W.Image(format="png")
-        self.view = W.Image(format="png")
+        self.view = W.Image(format="png", layout=W.Layout(display="none"))  # until trained
         self.reason = W.HTML()
         self.message = W.HTML()
         self.status = W.HTML()
@@ -255,13 +265,52 @@ class PairLabeler:
                 raise self.error
         return self
 
+    def training(self) -> bool:
+        """Whether a background training round is running now."""
+        t = self._thread
+        return t is not None and t.is_alive()
+
     def wait(self, timeout: float | None = None) -> PairLabeler:
-        """Block until a background training round ends."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Block until a background training round ends (widget events are served meanwhile
+        where ``jupyter_ui_poll`` can; elsewhere a plain join). Re-raises its error."""
+        t = self._thread
+        if t is not None:
+            wait_until(lambda: not t.is_alive(), timeout, t.join)
         if self.error is not None:
             raise self.error
         return self
+
+    async def wait_async(self, timeout: float | None = None) -> PairLabeler:
+        """``await lab.wait_async()``: ``wait()`` without blocking the kernel."""
+        await wait_until_async(lambda: not self.training(), timeout)
+        if self.error is not None:
+            raise self.error
+        return self
+
+    async def until_trained(self, rounds: int = 1, timeout: float | None = 600) -> bool:
+        """``await lab.until_trained()`` in the cell after the widget: wait, the widget live,
+        until ``rounds`` training rounds of this labeler have ended (answer the pairs, then
+        press "Train with these answers"). Returns True then; re-raises a training error.
+        After ``timeout`` seconds (None: no limit) prints why it stopped waiting and returns
+        False, so that "Run All" goes on. Not interactive: trains now if no round has been."""
+        if not self.interactive:
+            if self.rounds_trained < rounds and not self.training():
+                self.train()
+            return self.rounds_trained >= rounds
+
+        def done() -> bool:
+            return self.error is not None or (self.rounds_trained >= rounds
+                                              and not self.training())
+
+        ok = await wait_until_async(done, timeout)
+        if self.error is not None:
+            raise self.error
+        if not ok:
+            where = f" (kept in {self.log_path})" if self.log_path is not None else ""
+            print(f"No round trained on your answers after {timeout:.0f} s: the cells below "
+                  f"go on without them. Your answers so far{where} stay; answer the rest "
+                  "and press \"Train with these answers\" whenever you like.")
+        return ok
 
     def _train_body(self) -> None:
         try:
@@ -273,6 +322,7 @@ class PairLabeler:
                 self._start_round()
                 if not self.interactive and self.oracle is not None:
                     self.auto_answer()
+            self.rounds_trained += 1
             acc = f", ACC {rec['acc']:.3f}" if "acc" in rec else ""
             self.status.value = (f"round {rec['round']} trained on {rec['pairs']} pairs"
                                  f"{acc} ({rec['seconds']:.0f} s in all)")
@@ -302,7 +352,9 @@ class PairLabeler:
         if pair is None:
             self.reason.value = "<b>Round done.</b> Press <i>Train with these answers</i>."
             self.pair_image.value = b""
+            self.pair_image.layout.display = "none"  # no broken-image icon in the browser
             return
+        self.pair_image.layout.display = None
         why = st.explain(pair)
         parts = [f"picked by <b>{html.escape(str(why.get('strategy')))}</b>"]
         if "cluster" in why:
@@ -377,6 +429,7 @@ class PairLabeler:
                     a.plot(self.X[pick[c]], lw=0.5)
         fig.subplots_adjust(left=0.12, right=0.98, top=0.97, bottom=0.02, hspace=0.35)
         self.view.value = _png(fig)
+        self.view.layout.display = None
 
     def __repr__(self) -> str:
         return f"PairLabeler({self.strategy!r}, log={str(self.log_path)!r})"

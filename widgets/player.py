@@ -41,7 +41,8 @@ class TSNEPlayer:
         self.color_by = W.ToggleButtons(
             options=[(_MODE_NAMES.get(m, m.removeprefix("extra:")), m) for m in modes],
             value=color_by or modes[0], description="colour")
-        self.image = W.Image(format="png")
+        # at its own size: the VBox would stretch it (blurred) to the output's full width
+        self.image = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
         self.caption = W.Label()
         self.slider.observe(lambda ch: self._draw(ch["new"]), names="value")
         self.color_by.observe(lambda ch: self._draw(self.slider.value), names="value")

@@ -72,7 +72,7 @@ class ActiveDeepClustering(DeepClusteringMethod):
                       augment=False, pair_batch=64, batch_size=256, update_interval=20,
                       widths=(8, 16, 32), dim=10, optimizer="adam"),
         "demo": dict(rounds=5, budget=None, strategy="adc", pretrain_epochs=8, knn=5,
-                     siamese_epochs=10, dec_epochs=3,
+                     siamese_epochs=20, dec_epochs=3,
                      lr=1e-3, margin=1.0, dec_weight=1.0, pair_weight=1.0, closure=True,
                      augment=True, pair_batch=64, batch_size=256, update_interval=20,
                      widths=(16, 32, 64), dim=10, optimizer="adam"),
@@ -334,7 +334,10 @@ class ActiveDeepClustering(DeepClusteringMethod):
             else:
                 self.net_ = _mlp([int(x0.numel()), 256, 256, int(s["dim"])])
             self.net_ = self.net_.to(run.device)
-            if self.pretrained is not None:
+            no_pretraining = int(self.settings_["pretrain_epochs"]) <= 0
+            if self.pretrained is not None or no_pretraining:
+                # the starting network that later methods may share (pretrained=this one);
+                # with no pretraining phase it is the seeded initialisation (paper profile)
                 self.pretrained_net_ = copy_module(self.net_)
             self.head_ = None
             self.input_shape_ = tuple(x0.shape)

@@ -1,0 +1,214 @@
+"""DEC and IDEC in clusterkit vs the same algorithms in ClustPy: time, ACC and NMI.
+
+Both libraries get the same data (``mnist-5k``: the 5000 MNIST digits, flattened to 784
+values in [0, 1]), the same autoencoder ``784-500-500-2000-10`` (ReLU, linear embedding),
+the same epochs, batch size 256, Adam at the same learning rate in both phases,
+k-means with ``n_init=20`` for the initial centres, DEC's Student-t head (a = 1) and IDEC's
+weight 0.1 on the clustering loss. As in the tour notebook, one pretrained autoencoder per
+library is shared by its DEC and IDEC runs (each run starts from a copy):
+
+1. pretraining (``--pretrain-epochs``): clusterkit ``IDEC(cluster_epochs=0).fit(X)``;
+   ClustPy ``DEC(clustering_epochs=0).fit(X)`` (its pretraining + k-means);
+2. IDEC and DEC clustering (``--cluster-epochs``) from that autoencoder:
+   ``IDEC(pretrained=pre)`` / ``clustpy.deep.IDEC(neural_network=copy)``, same for DEC.
+
+Timed: each ``fit`` call (wall clock, one process, arms in the order A B B A so that a
+drift of the machine's load cancels out). Scored: ACC (Hungarian) and NMI of the DEC/IDEC
+assignments (clusterkit ``labels_``, ClustPy ``dec_labels_``: argmax q; ClustPy's
+``labels_`` is a k-means re-clustering of the final embedding, not used).
+
+One difference between the two is the algorithm's, and stays: ClustPy computes the
+target P from each mini-batch's own q (``_dec_compression_value``), clusterkit from the
+whole data every ``--update-interval`` steps (DEC's recipe; default 20 = one epoch here).
+clusterkit runs with its defaults otherwise: per-epoch evaluation and t-SNE snapshots on,
+no early stop (tol 0, so both run every epoch).
+
+ClustPy is not a dependency of clusterkit. Install it into the project's environment with::
+
+    .venv/bin/pip install --no-deps clustpy pandas
+
+(``--no-deps`` keeps pip from replacing the CPU torch with a CUDA build.) ClustPy imports
+torchvision at module level, only for image augmentation and ResNet autoencoders that this
+benchmark does not use; when torchvision is missing or unusable (a CUDA wheel beside a CPU
+torch), the script puts a stub in its place and says so.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_clustpy.py                    # 20 + 10 epochs, ~5 min
+    .venv/bin/python benchmarks/bench_clustpy.py --pretrain-epochs 200 --cluster-epochs 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import importlib
+import io
+import os
+import sys
+import time
+import types
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")  # ClustPy's progress bars
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from clusterkit import datasets, metrics  # noqa: E402
+from clusterkit.methods import DEC, IDEC  # noqa: E402
+
+INSTALL = ".venv/bin/pip install --no-deps clustpy pandas"
+
+
+def _stub_torchvision() -> None:
+    """Stand-ins for the torchvision names ClustPy imports at module level (type hints of
+    its ResNet autoencoders); nothing here is called by DEC/IDEC on an MLP autoencoder."""
+    tv = types.ModuleType("torchvision")
+    tv.__path__ = []
+    models = types.ModuleType("torchvision.models")
+    models.__path__ = []
+    api = types.ModuleType("torchvision.models._api")
+    api.Weights = type("Weights", (), {})
+    api.WeightsEnum = type("WeightsEnum", (), {})
+    transforms = types.ModuleType("torchvision.transforms")
+    tv.models, models._api, tv.transforms = models, api, transforms
+    sys.modules.update({"torchvision": tv, "torchvision.models": models,
+                        "torchvision.models._api": api, "torchvision.transforms": transforms})
+
+
+def import_clustpy() -> tuple[types.ModuleType, str]:
+    """``clustpy.deep`` and a note on torchvision; exits with instructions if missing."""
+    note = ""
+    try:
+        import torchvision  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - missing, or a CUDA build beside a CPU torch
+        for name in [m for m in sys.modules if m.split(".")[0] == "torchvision"]:
+            del sys.modules[name]
+        _stub_torchvision()
+        note = (f"torchvision unusable here ({type(e).__name__}: {str(e)[:60]}); "
+                "stubbed (ClustPy's DEC/IDEC do not call it)")
+    try:
+        deep = importlib.import_module("clustpy.deep")
+        import clustpy
+    except ModuleNotFoundError as e:
+        raise SystemExit(f"ClustPy is not installed ({e}). It is an optional comparison, not "
+                         f"a clusterkit dependency; install it with\n    {INSTALL}\nand run "
+                         "this script again.") from None
+    return deep, f"ClustPy {getattr(clustpy, '__version__', '?')}" + (f"; {note}" if note else "")
+
+
+def score(y: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """ACC and NMI of a clustering."""
+    m = metrics.evaluate(y, labels, n_clusters=10)
+    return {"acc": float(m["acc"]), "nmi": float(m["nmi"])}
+
+
+def timed(fn):
+    """(result, seconds) of fn(), ClustPy's chatter on stdout swallowed."""
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        out = fn()
+    return out, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pretrain-epochs", type=int, default=20,
+                    help="autoencoder pretraining epochs, both libraries (default 20; the "
+                         "papers use 200)")
+    ap.add_argument("--cluster-epochs", type=int, default=10,
+                    help="DEC / IDEC clustering epochs, both libraries (default 10)")
+    ap.add_argument("--lr", type=float, default=1e-3,
+                    help="Adam learning rate in both phases (default 1e-3)")
+    ap.add_argument("--batch-size", type=int, default=256, help="mini-batch size (default 256)")
+    ap.add_argument("--update-interval", type=int, default=20,
+                    help="clusterkit: steps between refreshes of the target P (default 20, "
+                         "one epoch of mnist-5k)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of both libraries")
+    args = ap.parse_args(argv)
+    if args.pretrain_epochs < 1 or args.cluster_epochs < 1:
+        ap.error("--pretrain-epochs and --cluster-epochs must be >= 1")
+    if args.batch_size < 1 or args.update_interval < 1 or args.threads < 1:
+        ap.error("--batch-size, --update-interval and --threads must be >= 1")
+    if not args.lr > 0:
+        ap.error("--lr must be > 0")
+
+    deep, cp_note = import_clustpy()
+    torch.set_num_threads(args.threads)
+    ds = datasets.load("mnist-5k", seed=args.seed)
+    X, y = ds.flat(), ds.y
+    load0 = os.getloadavg()[0]
+    print(f"mnist-5k {X.shape}, {cp_note}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} thread(s); {args.pretrain_epochs} pretraining + "
+          f"{args.cluster_epochs} clustering epochs, batch {args.batch_size}, Adam lr "
+          f"{args.lr:g}; load average {load0:.2f}", flush=True)
+
+    ck = dict(profile="demo", seed=args.seed, device="cpu", verbose=False, augment=False,
+              lr=args.lr, batch_size=args.batch_size, update_interval=args.update_interval,
+              tol=0.0, dims=(500, 500, 2000, 10))
+    cp = dict(n_clusters=10, batch_size=args.batch_size, embedding_size=10, device="cpu",
+              random_state=args.seed, pretrain_optimizer_params={"lr": args.lr},
+              clustering_optimizer_params={"lr": args.lr}, optimizer_class=torch.optim.Adam,
+              initial_clustering_params={"n_init": 20})
+
+    def ck_pre():
+        return IDEC(10, pretrain_epochs=args.pretrain_epochs, cluster_epochs=0, **ck).fit(X)
+
+    def cp_pre():
+        return deep.DEC(pretrain_epochs=args.pretrain_epochs, clustering_epochs=0, **cp).fit(X)
+
+    res: dict[str, dict] = {}
+    pre_k, t = timed(ck_pre)
+    res["pretrain", "clusterkit"] = {"seconds": t, **score(y, pre_k.labels_)}
+    pre_c, t = timed(cp_pre)
+    res["pretrain", "clustpy"] = {"seconds": t, **score(y, pre_c.labels_)}
+    print(f"pretraining + k-means: clusterkit {res['pretrain', 'clusterkit']['seconds']:.1f} s, "
+          f"ClustPy {t:.1f} s", flush=True)
+
+    def ck_fit(cls):
+        return lambda: cls(10, pretrained=pre_k, pretrain_epochs=0,
+                           cluster_epochs=args.cluster_epochs, **ck).fit(X)
+
+    def cp_fit(name):
+        cls = getattr(deep, name)
+        return lambda: cls(pretrain_epochs=0, clustering_epochs=args.cluster_epochs,
+                           neural_network=copy.deepcopy(pre_c.neural_network_trained_),
+                           **cp).fit(X)
+
+    order = [("IDEC", "clustpy"), ("IDEC", "clusterkit"), ("DEC", "clusterkit"),
+             ("DEC", "clustpy")]
+    for algo, lib in order:
+        fn = ck_fit(IDEC if algo == "IDEC" else DEC) if lib == "clusterkit" else cp_fit(algo)
+        m, t = timed(fn)
+        labels = m.labels_ if lib == "clusterkit" else m.dec_labels_
+        res[algo, lib] = {"seconds": t, **score(y, labels)}
+        print(f"{algo} clustering, {lib}: {t:.1f} s", flush=True)
+
+    print(f"\n{'':<22}{'clusterkit':>26}   {'ClustPy':>26}   {'speed-up':>8}")
+    print(f"{'':<22}{'time':>8}{'ACC':>9}{'NMI':>9}   {'time':>8}{'ACC':>9}{'NMI':>9}   "
+          f"{'(CP/ck)':>8}")
+    total = {"clusterkit": 0.0, "clustpy": 0.0}
+    for algo in ("pretrain", "IDEC", "DEC"):
+        a, b = res[algo, "clusterkit"], res[algo, "clustpy"]
+        label = "AE + k-means" if algo == "pretrain" else f"{algo} (clustering)"
+        print(f"{label:<22}{a['seconds']:7.1f}s{a['acc']:9.3f}{a['nmi']:9.3f}   "
+              f"{b['seconds']:7.1f}s{b['acc']:9.3f}{b['nmi']:9.3f}   "
+              f"{b['seconds'] / a['seconds']:7.2f}x")
+        total["clusterkit"] += a["seconds"]
+        total["clustpy"] += b["seconds"]
+    print(f"{'total':<22}{total['clusterkit']:7.1f}s{'':18}   {total['clustpy']:7.1f}s{'':18}"
+          f"   {total['clustpy'] / total['clusterkit']:7.2f}x")
+    print(f"(speed-up > 1: clusterkit faster; load average {load0:.2f} at the start, "
+          f"{os.getloadavg()[0]:.2f} at the end)")
+    return {f"{k[0]}/{k[1]}": v for k, v in res.items()}
+
+
+if __name__ == "__main__":
+    main()

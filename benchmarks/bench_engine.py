@@ -1,0 +1,470 @@
+"""Does the engine slow training? Each method's step through ``fit`` vs a plain PyTorch loop.
+
+For each case the script builds the method as the notebooks do (``prepare`` on ``mnist-5k``,
+the ``demo`` profile) with the engine's machinery on: knobs read at every step, the
+per-step loss record in ``history``, a callback that sees every event (as a dashboard's
+listener does), the per-epoch evaluation and t-SNE snapshots at the notebooks' density
+(about ten per phase). Against it runs a **plain loop** written here by hand: the same
+model (a copy of the same initial weights), the same losses, batch size and optimizer, the
+data as one tensor and mini-batches as index slices of a ``randperm``, plus whatever the
+algorithm itself needs (the target refresh of DEC/IDEC/DCCF, the multipliers' dual ascent)
+and nothing else (no metrics, no snapshots, no history).
+
+Both arms live in one process and take turns, one window of ``--window`` epochs each
+(20 steps per epoch on mnist-5k), in the order A B B A A B ... so that a drift of the
+machine's load cancels out, after a warm-up window of each. The engine trains in its
+background thread (as under the dashboard) and is paused at the window's last step with
+``Run.pause``; its window includes the epoch's end (evaluation, snapshot). Printed: steps/s
+of each arm, their ratio engine / plain (target >= 0.9) and, for the engine, the share of
+its time that the per-epoch evaluation takes (the one cost the plain loop does not pay).
+
+Cases (``--cases``): ``idec-pretrain`` (the autoencoder step every MLP method pretrains
+with), ``idec`` and ``dec`` (clustering step), ``balanced`` (BalancedSemiSupervised's joint
+step, paper variant, 20 % constraints, 256 sampled pairs per step), ``dccf`` (contractive
+penalty on 64 rows + KL + focal), ``decs`` (code variant, the demo's conv autoencoder,
+Otsu threshold per step). Not covered: ClusterNet (pairwise KL within the batch, centre
+updates) and ActiveDeepClustering (rounds of Siamese training with an oracle), whose plain
+twins would be long rewrites rather than short loops.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_engine.py                  # all cases, ~3 min
+    .venv/bin/python benchmarks/bench_engine.py --cases idec,idec-pretrain --pairs 5
+
+Augmentation is off in both arms (``--augment`` turns it on in both): it is the same work
+on either side and would only dilute the difference being measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from clusterkit import datasets, losses  # noqa: E402
+from clusterkit.augment import random_affine  # noqa: E402
+from clusterkit.engine import Run, eval_mode  # noqa: E402
+from clusterkit.methods import DCCF, DEC, DECS, IDEC, BalancedSemiSupervised  # noqa: E402
+from clusterkit.methods.parts import kmeans_centers  # noqa: E402
+from clusterkit.models import ConvAutoencoder, MLPAutoencoder, StudentTHead  # noqa: E402
+
+CASES = ("idec-pretrain", "idec", "dec", "balanced", "dccf", "decs")
+
+
+# ---------------------------------------------------------------------- the engine arm
+class EngineArm:
+    """A prepared run driven window by window: ``advance(steps)`` trains exactly that many
+    more steps in the run's background thread and returns when it has parked again."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.target: int | None = None
+        self.events = 0
+        run.callbacks.append(self._listener)
+
+    def _listener(self, event: str, run: Run, payload: object) -> None:
+        self.events += 1  # what a dashboard's listener costs at the least
+        if event == "step" and self.target is not None and run.step >= self.target:
+            run.pause()
+
+    def advance(self, steps: int) -> float:
+        """Train ``steps`` more steps; returns the wall time they took (with epoch ends)."""
+        run = self.run
+        self.target = run.step + steps
+        run._parked.clear()  # set again when the loop waits at the next step boundary
+        t0 = time.perf_counter()
+        if run.state == "ready":
+            run.start()
+        else:
+            run.resume()
+        while not run._parked.wait(0.5):
+            if not run.running:
+                run.join()  # re-raises a training error
+                raise RuntimeError(f"the run ended early ({run.state}) at step {run.step}")
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        self.run.stop()
+        self.run.join()
+
+
+# ---------------------------------------------------------------------- plain loops
+class PlainLoop:
+    """A hand-written training loop over ``X`` held as one tensor: ``epoch()`` runs one pass
+    of index-sliced mini-batches of a fresh ``randperm``."""
+
+    def __init__(self, X: torch.Tensor, batch_size: int, seed: int, augment: bool):
+        self.X = X
+        self.n = len(X)
+        self.bs = batch_size
+        self.augment = augment
+        self.gen = torch.Generator().manual_seed(seed + 1)
+        self.step = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n / self.bs)
+
+    def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.X[idx]
+        if self.augment:
+            x = random_affine(x, max_shift=0.1, max_degrees=10.0, generator=self.gen)
+        return x
+
+    def epoch(self) -> None:
+        perm = torch.randperm(self.n, generator=self.gen)
+        for lo in range(0, self.n, self.bs):
+            self.train_step(perm[lo:lo + self.bs])
+            self.step += 1
+        self.end_epoch()
+
+    def train_step(self, idx: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def end_epoch(self) -> None:
+        pass
+
+
+@torch.no_grad()
+def embed_q(ae: torch.nn.Module, head: StudentTHead, X: torch.Tensor) -> torch.Tensor:
+    """Soft assignments of the whole data in eval mode, 4096 rows at a time."""
+    with eval_mode([ae, head]):
+        return torch.cat([head(ae.encode(X[lo:lo + 4096])) for lo in range(0, len(X), 4096)])
+
+
+def sharpen(q: torch.Tensor) -> torch.Tensor:
+    """DEC's target p_ij ∝ q_ij² / Σ_i q_ij, rows normalised."""
+    w = q.pow(2) / q.sum(0, keepdim=True)
+    return w / w.sum(1, keepdim=True)
+
+
+class PlainPretrain(PlainLoop):
+    """Autoencoder pretraining: MSE reconstruction, Adam."""
+
+    def __init__(self, X, ae, lr, **kw):
+        super().__init__(X, **kw)
+        self.ae = ae
+        self.opt = torch.optim.Adam(ae.parameters(), lr=lr)
+
+    def train_step(self, idx):
+        x = self.batch(idx)
+        _, x_hat = self.ae(x)
+        loss = F.mse_loss(x_hat, x)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+
+class PlainIDEC(PlainLoop):
+    """IDEC (DEC with ``gamma`` = 1 and no reconstruction): rec + γ KL(P||Q), P refreshed on
+    the whole data every ``interval`` steps."""
+
+    def __init__(self, X, ae, head, lr, gamma, use_rec, interval, **kw):
+        super().__init__(X, **kw)
+        self.ae, self.head, self.gamma, self.use_rec = ae, head, gamma, use_rec
+        self.interval = interval
+        self.opt = torch.optim.Adam([*ae.parameters(), *head.parameters()], lr=lr)
+        self.p = sharpen(embed_q(ae, head, X))
+
+    def train_step(self, idx):
+        x = self.batch(idx)
+        z = self.ae.encode(x)
+        q = self.head(z)
+        loss = self.gamma * F.kl_div(torch.log(q + 1e-10), self.p[idx], reduction="batchmean")
+        if self.use_rec:
+            loss = loss + F.mse_loss(self.ae.decode(z), x)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if (self.step + 1) % self.interval == 0:
+            self.p = sharpen(embed_q(self.ae, self.head, self.X))
+
+
+class PlainBalanced(PlainLoop):
+    """BalancedSemiSupervised, paper variant, ``pairs`` random constraints per step: rec +
+    α ||Y||_h + β mean(μ · violation), Y the sharpened q; then dual ascent (eq 17)."""
+
+    def __init__(self, X, ae, head, lr, pairs, is_ml, n_sample, alpha, beta, gamma, cap, **kw):
+        super().__init__(X, **kw)
+        self.ae, self.head = ae, head
+        self.pairs, self.is_ml, self.m = pairs, is_ml, n_sample
+        self.alpha, self.beta, self.gamma, self.cap = alpha, beta, gamma, cap
+        self.mult = torch.ones(len(pairs))
+        self.opt = torch.optim.Adam([*ae.parameters(), *head.parameters()], lr=lr)
+
+    def train_step(self, idx):
+        B = len(idx)
+        which = torch.randperm(len(self.pairs), generator=self.gen)[:self.m]
+        pi, pj, ml = self.pairs[which, 0], self.pairs[which, 1], self.is_ml[which]
+        ends, inv = torch.unique(torch.cat([pi, pj]), return_inverse=True)
+        x = self.batch(torch.cat([idx, ends]))
+        z = self.ae.encode(x)
+        q = self.head(z)
+        yb, yc = sharpen(q[:B]), sharpen(q[B:])  # Y of eq 4 (with gradient): batch, pair ends
+        rec = F.mse_loss(self.ae.decode(z[:B]), x[:B])
+        bal = (yb.pow(2).sum(0) + 1e-8).reciprocal().sum()
+        yi, yj = yc[inv[:len(which)]], yc[inv[len(which):]]
+        inner = (yi * yj).sum(1)
+        viol = torch.where(ml, 1.0 - inner, inner)
+        semi = (self.mult[which] * viol).sum() / len(which)
+        loss = rec + self.alpha * bal + self.beta * semi
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():
+            self.mult[which] = (self.mult[which] + self.gamma * viol.detach()).clamp(0, self.cap)
+
+
+class PlainDCCF(PlainLoop):
+    """DCCF: rec + λ ||J||² (on the first ``m`` rows) + β (KL(T||S) + focal); T refreshed
+    at every epoch's end."""
+
+    def __init__(self, X, ae, head, lr, lam, beta, gamma, m, **kw):
+        super().__init__(X, **kw)
+        self.ae, self.head, self.lam, self.beta, self.gamma, self.m = ae, head, lam, beta, gamma, m
+        self.opt = torch.optim.Adam([*ae.parameters(), *head.parameters()], lr=lr)
+        self.t = sharpen(embed_q(ae, head, X))
+
+    def train_step(self, idx):
+        x = self.batch(idx)
+        za, jac2 = losses.contractive_penalty(self.ae.encoder, x[:self.m])
+        z = torch.cat([za, self.ae.encode(x[self.m:])])
+        l_crl = F.mse_loss(self.ae.decode(z), x) + self.lam * jac2.mean()
+        q, t = self.head(z), self.t[idx]
+        kl = F.kl_div(torch.log(q + 1e-10), t, reduction="batchmean")
+        focal = losses.focal_loss(q, t, self.gamma)
+        loss = l_crl + self.beta * (kl + focal)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+    def end_epoch(self):
+        self.t = sharpen(embed_q(self.ae, self.head, self.X))
+
+
+class PlainDECS(PlainLoop):
+    """DECS, code variant: 1 - (mean s + var s), linear determinacy around the batch's Otsu
+    threshold, λ = 0.4, Student-t a = 0.5; Adam."""
+
+    def __init__(self, X, ae, head, lr, lam, **kw):
+        super().__init__(X, **kw)
+        self.ae, self.head, self.lam = ae, head, lam
+        self.opt = torch.optim.Adam([*ae.parameters(), *head.parameters()], lr=lr)
+
+    def train_step(self, idx):
+        q = self.head(self.ae.encode(self.batch(idx)))
+        t = losses.otsu_threshold(q, bins=1000)
+        s = losses.stability(losses.determinacy(q, t, squared=False), self.lam)
+        loss = losses.stability_loss(s, variance_term=True)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+
+# ---------------------------------------------------------------------- the cases
+@dataclass
+class Case:
+    """One comparison: the engine's run and its plain twin, both ready to train."""
+
+    name: str
+    what: str
+    engine: EngineArm
+    plain: PlainLoop
+
+
+def snapshot_schedule(demo_epochs: int, total: int) -> list[int]:
+    """The notebooks' density: about ten snapshots over the demo profile's phase."""
+    every = max(1, round(demo_epochs / 10))
+    return list(range(0, total + 1, every))
+
+
+def build_case(name: str, X: np.ndarray, y: np.ndarray, epochs: int, seed: int,
+               augment: bool) -> Case:
+    """The engine run (prepared, not started) and the plain loop of one case."""
+    torch.manual_seed(seed)
+    Xt = torch.as_tensor(X)
+    d = int(np.prod(X.shape[1:]))
+    common = dict(profile="demo", seed=seed, device="cpu", verbose=False, augment=augment)
+    kw = dict(batch_size=256, seed=seed, augment=augment)
+
+    def mlp(dims: tuple[int, ...]) -> MLPAutoencoder:
+        return MLPAutoencoder([d, *dims], tuple(X.shape[1:]))
+
+    if name == "idec-pretrain":
+        ae = mlp((500, 500, 2000, 10))
+        m = IDEC(10, pretrained=None, pretrain_epochs=epochs, cluster_epochs=0, **common)
+        run = m.prepare(X, y=y)
+        m.autoencoder_.load_state_dict(ae.state_dict())
+        plain = PlainPretrain(Xt, copy.deepcopy(ae), 1e-3, **kw)
+        return Case(name, "AE d-500-500-2000-10 pretraining step (MSE, Adam)",
+                    EngineArm(run), plain)
+
+    if name in ("idec", "dec", "balanced", "dccf"):
+        dims = (500, 500, 1000, 10) if name == "dccf" else (500, 500, 2000, 10)
+        ae = mlp(dims)
+        if name in ("idec", "dec"):
+            cls = IDEC if name == "idec" else DEC
+            m = cls(10, pretrained=ae, cluster_epochs=epochs,
+                    snapshot_epochs=snapshot_schedule(60, epochs), **common)
+            run = m.prepare(X, y=y)
+        elif name == "balanced":
+            cons = BalancedSemiSupervised.make_constraints(y, fraction=0.2, seed=seed)
+            m = BalancedSemiSupervised(10, variant="paper", pretrained=ae, cluster_epochs=epochs,
+                                       snapshot_epochs=snapshot_schedule(10, epochs), **common)
+            run = m.prepare(X, cons, y=y)
+        else:
+            m = DCCF(10, pretrained=ae, cluster_epochs=epochs,
+                     snapshot_epochs=snapshot_schedule(30, epochs), **common)
+            run = m.prepare(X, y=y)
+        arm = EngineArm(run)
+        # the plain twin starts from the same weights and the same k-means centres
+        with torch.no_grad():
+            z = ae.encode(Xt)
+        centers, _ = kmeans_centers(z, 10, seed, n_init=3)
+        head = StudentTHead(centers)
+        ae2 = copy.deepcopy(ae)
+        s = m.settings()
+        if name in ("idec", "dec"):
+            plain = PlainIDEC(Xt, ae2, head, s["lr"], s["gamma"], name == "idec",
+                              int(s["update_interval"]), **kw)
+            what = (f"{name.upper()} clustering step ("
+                    + ("MSE + " if name == "idec" else "") + "γ KL(P||Q), P every "
+                    f"{s['update_interval']} steps)")
+        elif name == "balanced":
+            pairs, is_ml = cons.torch_pairs("cpu")
+            plain = PlainBalanced(Xt, ae2, head, s["lr"], pairs, is_ml, int(s["pairs_per_step"]),
+                                  s["alpha"], s["beta"], s["gamma"], s["cap"], **kw)
+            what = (f"balanced joint step, paper variant ({len(cons)} constraints, "
+                    f"{s['pairs_per_step']} per step, dual ascent)")
+        else:
+            plain = PlainDCCF(Xt, ae2, head, s["lr"], s["lam"], s["beta"], s["gamma"],
+                              int(s["contractive_samples"]), **kw)
+            what = (f"DCCF clustering step (contractive on {s['contractive_samples']} rows, "
+                    "KL + focal, T every epoch)")
+        return Case(name, what, arm, plain)
+
+    if name == "decs":
+        s = DECS(10, variant="code", profile="demo").settings()
+        ae = ConvAutoencoder(tuple(X.shape[1:]), 10, tuple(s["channels"]))
+        m = DECS(10, variant="code", pretrained=ae, cluster_epochs=epochs,
+                 snapshot_epochs=snapshot_schedule(20, epochs), snapshot_size=1000, **common)
+        run = m.prepare(X, y=y)
+        with torch.no_grad(), eval_mode([ae]):
+            z = torch.cat([ae.encode(Xt[lo:lo + 1024]) for lo in range(0, len(Xt), 1024)])
+        centers, _ = kmeans_centers(z, 10, seed, n_init=3)
+        plain = PlainDECS(Xt, copy.deepcopy(ae).train(), StudentTHead(centers, s["alpha"]),
+                          s["cluster_lr"], s["lam"], **kw)
+        return Case(name, f"DECS clustering step, code variant (conv AE {s['channels']}, "
+                          "Otsu per batch)", EngineArm(run), plain)
+    raise ValueError(f"unknown case {name!r}; choose from {', '.join(CASES)}")
+
+
+# ---------------------------------------------------------------------- measuring
+def measure(case: Case, pairs: int, window: int) -> dict[str, float]:
+    """Warm both arms up for one window, then ``pairs`` pairs of windows (A B, B A, ...)."""
+    spe = case.plain.steps_per_epoch
+    steps = window * spe
+    run = case.engine.run
+
+    def plain_window() -> float:
+        t0 = time.perf_counter()
+        for _ in range(window):
+            case.plain.epoch()
+        return time.perf_counter() - t0
+
+    case.engine.advance(steps)  # warm-up (the clustering phase's k-means happens here)
+    plain_window()
+    times: dict[str, list[float]] = {"engine": [], "plain": []}
+    arms: dict[str, Callable[[], float]] = {"engine": lambda: case.engine.advance(steps),
+                                            "plain": plain_window}
+    for i in range(pairs):
+        for arm in (("engine", "plain") if i % 2 == 0 else ("plain", "engine")):
+            times[arm].append(arms[arm]())
+    # what the per-epoch evaluation costs (embedding of the whole data and the metrics)
+    t_eval = 0.0
+    if any("acc" in r for r in run.history.epochs):
+        run._embed_cache = None
+        t0 = time.perf_counter()
+        run.evaluate()
+        t_eval = time.perf_counter() - t0
+    case.engine.close()
+    eng = steps * pairs / sum(times["engine"])
+    pla = steps * pairs / sum(times["plain"])
+    per_pair = [(steps / e) / (steps / p) for e, p in zip(times["engine"], times["plain"],
+                                                         strict=True)]
+    eval_share = t_eval * window / (sum(times["engine"]) / pairs)
+    return {"engine": eng, "plain": pla, "ratio": eng / pla,
+            "median_pair": statistics.median(per_pair), "eval_share": eval_share,
+            "steps": steps * pairs}
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", default=",".join(CASES),
+                    help=f"comma-separated cases to run, from {', '.join(CASES)} "
+                         "(default: all)")
+    ap.add_argument("--pairs", type=int, default=3,
+                    help="measured engine/plain window pairs per case (default 3)")
+    ap.add_argument("--window", type=int, default=1,
+                    help="epochs per window (one epoch of mnist-5k = 20 steps; default 1)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: steady on a machine shared with "
+                         "other jobs)")
+    ap.add_argument("--augment", action="store_true",
+                    help="random shifts/rotations of the inputs in both arms")
+    ap.add_argument("--subset", type=int, default=None,
+                    help="use a stratified subset of mnist-5k of this size (for a quick check)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of both arms")
+    args = ap.parse_args(argv)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    bad = [c for c in cases if c not in CASES]
+    if bad or not cases:
+        ap.error(f"unknown case(s) {bad}; choose from {', '.join(CASES)}")
+    if args.pairs < 1 or args.window < 1 or args.threads < 1:
+        ap.error("--pairs, --window and --threads must be >= 1")
+    torch.set_num_threads(args.threads)
+
+    ds = datasets.load("mnist-5k", subset=args.subset, seed=args.seed)
+    epochs = args.window * (1 + args.pairs) + 1  # +1: the loop parks at the next epoch
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"mnist-5k ({len(ds)} images), torch {torch.__version__}, {torch.get_num_threads()} "
+          f"thread(s), windows of {args.window} epoch(s) ({math.ceil(len(ds) / 256)} steps "
+          f"each), {args.pairs} pair(s) after a warm-up; load average {load:.2f}")
+    results: dict[str, dict[str, float]] = {}
+    t_all = time.perf_counter()
+    for name in cases:
+        t0 = time.perf_counter()
+        case = build_case(name, ds.X, ds.y, epochs, args.seed, args.augment)
+        r = measure(case, args.pairs, args.window)
+        results[name] = r
+        print(f"{name:>14}: engine {r['engine']:6.2f} steps/s, plain {r['plain']:6.2f} "
+              f"steps/s, ratio {r['ratio']:.3f} (median pair {r['median_pair']:.3f}; "
+              f"evaluation {100 * r['eval_share']:.1f} % of the engine's time) "
+              f"[{time.perf_counter() - t0:.0f} s]  {case.what}", flush=True)
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\n{'case':>14}  {'engine':>8}  {'plain':>8}  {'ratio':>6}  (steps/s; target >= 0.9)")
+    for name, r in results.items():
+        flag = "" if r["ratio"] >= 0.9 else "  < 0.9"
+        print(f"{name:>14}  {r['engine']:8.2f}  {r['plain']:8.2f}  {r['ratio']:6.3f}{flag}")
+    print(f"total {time.perf_counter() - t_all:.0f} s; load average at the end {load_end:.2f}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
