@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -71,7 +72,12 @@ def run_notebook(nb: Path, profile: str, tmp: Path) -> tuple[dict, float]:
         cwd=str(tmp), kernel_name="python3", progress_bar=False,
         request_save_on_cell_execute=False,
     )
-    return json.loads(metrics.read_text()), time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    keep = os.environ.get("CLUSTERKIT_METRICS_DIR")  # keep the recorded metrics, e.g. for notes
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        (Path(keep) / metrics.name).write_text(metrics.read_text())
+    return json.loads(metrics.read_text()), seconds
 
 
 def dotted(d: dict, key: str):

@@ -54,17 +54,17 @@ _DIMS = (500, 500, 2000, 10)
 _PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(pretrain_epochs=2, cluster_epochs=2, lr=1e-3, alpha=1.0, beta=1.0,
                   gamma=1.0, cap=10.0, augment=False, batch_size=256, dims=_DIMS,
-                  pairs_per_step=256, tol=0.0),
+                  pairs_per_step=256, tol=0.0, rec_weight=1.0),
     "demo": dict(pretrain_epochs=100, cluster_epochs=10, lr=1e-3, alpha=1.0, beta=1.0,
                  gamma=1.0, cap=10.0, augment=True, batch_size=256, dims=_DIMS,
-                 pairs_per_step=256, tol=0.0),
+                 pairs_per_step=256, tol=0.0, rec_weight=1.0),
     # the paper's settings: warm-up as IDEC, γ = 1, multipliers in [0, 10], Adam 1e-3, batch
     # 256, 50 iterations, stop at Δloss < 1e-4. Its α = 0.1, β = 0.01 (MNIST) weigh an
     # unnormalised ||X - X̂||_F² and sum; with our per-element MSE and the mean over the
     # step's pairs, α = β = 1 is the measured equivalent (demo: ACC 0.97 vs 0.88 at α = 0.1)
     "paper": dict(pretrain_epochs=200, cluster_epochs=50, lr=1e-3, alpha=1.0, beta=1.0,
                   gamma=1.0, cap=10.0, augment=False, batch_size=256, dims=_DIMS,
-                  pairs_per_step=0, tol=1e-4),
+                  pairs_per_step=0, tol=1e-4, rec_weight=1.0),
 }
 #: what variant="code" changes (the authors' public code, PAPERS.md section 1)
 _CODE = dict(scope="chunk", assignment="q", reduction="sum", cap=2.0, skip_above=True,
@@ -89,7 +89,8 @@ class BalancedSemiSupervised(AutoencoderMethod):
     Constraints` (e.g. :meth:`make_constraints`: 20 % of n, half must-link); without them
     the semi-supervised term is off. ``pretrained``: a fitted method (its ``autoencoder_``)
     or an autoencoder module; the warm-up is then skipped. ``y`` given to ``fit`` is only
-    reported.
+    reported. ``rec_weight``: the weight of ``L_r`` (1 in eq 12; our ``L_r`` is a mean over
+    pixels, the paper's a sum, so raising it restores the paper's balance between the terms).
 
     Fitted attributes: ``labels_`` (n,), ``cluster_centers_`` (k, 10), ``embedding_``
     (n, 10), ``multipliers_`` (P,) float32 in the order of ``constraints.pairs()``,
@@ -106,6 +107,7 @@ class BalancedSemiSupervised(AutoencoderMethod):
                  scope: str | None = None, pairs_per_step: int | None = None,
                  augment: bool | None = None, tol: float | None = None,
                  batch_size: int | None = None, dims: tuple[int, ...] | None = None,
+                 rec_weight: float | None = None,
                  use_reconstruction: bool = True, use_balance: bool = True,
                  use_semi: bool = True, student_alpha: float = 1.0,
                  pretrained: Any = None, seed: int = 0, device: str = "auto",
@@ -127,6 +129,7 @@ class BalancedSemiSupervised(AutoencoderMethod):
         self.tol = tol
         self.batch_size = batch_size
         self.dims = dims
+        self.rec_weight = rec_weight
         self.use_reconstruction = use_reconstruction
         self.use_balance = use_balance
         self.use_semi = use_semi
@@ -162,7 +165,7 @@ class BalancedSemiSupervised(AutoencoderMethod):
         for k, v in self.get_params(deep=False).items():
             if k not in self._NOT_SETTINGS and v is not None:
                 out[k] = v
-        for k in ("alpha", "beta", "gamma", "cap", "lr"):
+        for k in ("alpha", "beta", "gamma", "cap", "lr", "rec_weight"):
             if not (isinstance(out[k], (int, float)) and np.isfinite(out[k]) and out[k] >= 0):
                 raise ValueError(f"{k} must be a finite number >= 0; got {out[k]!r}")
         if int(out["pairs_per_step"]) < 0:
@@ -202,6 +205,8 @@ class BalancedSemiSupervised(AutoencoderMethod):
         high = max(n_pairs, min(n * (n - 1) // 2, 4 * n)) if n else max(n_pairs, 1)
         return [
             *parts.common_knobs(s),
+            weight("rec_weight", s["rec_weight"], 0.0, 100.0,
+                   help="weight of the reconstruction term L_r (eq 12 has 1)"),
             weight("alpha", s["alpha"], 0.0, 10.0, help="weight α of the balance loss (eq 7)"),
             weight("beta", s["beta"], 0.0, 100.0,
                    help="weight β of the constraint penalty (eq 13)"),
@@ -370,7 +375,7 @@ class BalancedSemiSupervised(AutoencoderMethod):
         if k["use_reconstruction"]:
             rec = losses.reconstruction(self.autoencoder_.decode(z[:B]), x[:B])
             out["rec"] = rec
-            loss = loss + rec
+            loss = loss + k["rec_weight"] * rec
         if k["use_balance"] and k["alpha"] > 0:
             bal = losses.balance_loss(yb)
             out["bal"] = bal

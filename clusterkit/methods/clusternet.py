@@ -228,8 +228,9 @@ class ClusterNet(DeepClusteringMethod):
 
     - ``smoke``: 2 + 2 epochs, to check that everything runs;
     - ``demo``: ``mnist-5k`` on 2 CPU cores in a few minutes, lr 1e-3, T1, T2 scaled to the
-      shorter schedule (the notebook pretrains with ``augment=True``; fine-tuning on
-      augmented views did worse in our short runs);
+      shorter schedule, 20 + 30 epochs on randomly shifted and rotated digits (held-out
+      ACC with 2 % labels, 1 thread: 0.800 without augmentation at 20 epochs, 0.838 with
+      it, 0.896 with it at 30 epochs);
     - ``paper``: §5.1: pretraining 100 epochs, fine-tuning 60, Adam 1e-4, T1 = 5, T2 = 40.
 
     Knobs: ``lr``, ``augment``, ``margin``, ``T1``, ``T2``, ``anneal`` (off: λ = ``lam``),
@@ -241,9 +242,9 @@ class ClusterNet(DeepClusteringMethod):
         "smoke": dict(pretrain_epochs=2, cluster_epochs=2, lr=1e-3, batch_size=256,
                       labeled_batch=64, margin=2.0, T1=0, T2=1, anneal=True, lam=1.0,
                       augment=False, latent=32, dropout=0.1, rec_weight=1.0),
-        "demo": dict(pretrain_epochs=20, cluster_epochs=20, lr=1e-3, batch_size=256,
+        "demo": dict(pretrain_epochs=20, cluster_epochs=30, lr=1e-3, batch_size=256,
                      labeled_batch=64, margin=2.0, T1=2, T2=12, anneal=True, lam=1.0,
-                     augment=False, latent=32, dropout=0.1, rec_weight=1.0),
+                     augment=True, latent=32, dropout=0.1, rec_weight=1.0),
         "paper": dict(pretrain_epochs=100, cluster_epochs=60, lr=1e-4, batch_size=256,
                       labeled_batch=64, margin=2.0, T1=5, T2=40, anneal=True, lam=1.0,
                       augment=False, latent=32, dropout=0.1, rec_weight=1.0),

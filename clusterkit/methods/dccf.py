@@ -61,7 +61,7 @@ class DCCF(AutoencoderMethod):
         "smoke": dict(pretrain_epochs=2, cluster_epochs=2, lr=1e-3, lam=1e-3, gamma=2.0,
                       beta=0.1, update_interval=1, tol=0.0, batch_size=256, augment=False,
                       dims=(500, 500, 1000), contractive_samples=64),
-        "demo": dict(pretrain_epochs=60, cluster_epochs=30, lr=1e-3, lam=1e-3, gamma=2.0,
+        "demo": dict(pretrain_epochs=100, cluster_epochs=30, lr=1e-3, lam=1e-3, gamma=2.0,
                      beta=0.1, update_interval=1, tol=0.0, batch_size=256, augment=True,
                      dims=(500, 500, 1000), contractive_samples=64),
         "paper": dict(pretrain_epochs=100, cluster_epochs=200, lr=1e-3, lam=1e-3, gamma=2.0,
