@@ -87,7 +87,9 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
+# module scope: Playwright's sync API keeps an asyncio loop marked as running in the main
+# thread until it stops, which would break later tests that run their own event loop
+@pytest.fixture(scope="module")
 def browser(chromium_path, tmp_path_factory):
     """A Chromium context (fresh user-data-dir) driven by Playwright."""
     from playwright.sync_api import Error, sync_playwright
@@ -148,10 +150,10 @@ def smoke_copy(src: Path, dst: Path, extra_cell: str | None = None) -> Path:
     return dst
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(chromium_path, artifacts, tmp_path_factory) -> Lab:
     """JupyterLab on 127.0.0.1:<free port> with a throwaway token, serving a temporary
-    folder; stopped (kernels, then its process group) at the end of the session."""
+    folder; stopped (kernels, then its process group) after the browser tests."""
     base = tmp_path_factory.mktemp("lab")
     nbdir = base / "notebooks"
     nbdir.mkdir()
