@@ -287,9 +287,13 @@ class Case:
     plain: PlainLoop
 
 
+EVAL_EVERY = 1  # set from --eval-every
+
+
 def snapshot_schedule(demo_epochs: int, total: int) -> list[int]:
-    """The notebooks' density: about ten snapshots over the demo profile's phase."""
-    every = max(1, round(demo_epochs / 10))
+    """The notebooks' density: about ten snapshots over the demo profile's phase (or one
+    every ``--eval-every`` epochs when that is sparser: a snapshot implies an evaluation)."""
+    every = max(1, round(demo_epochs / 10), EVAL_EVERY)
     return list(range(0, total + 1, every))
 
 
@@ -299,7 +303,8 @@ def build_case(name: str, X: np.ndarray, y: np.ndarray, epochs: int, seed: int,
     torch.manual_seed(seed)
     Xt = torch.as_tensor(X)
     d = int(np.prod(X.shape[1:]))
-    common = dict(profile="demo", seed=seed, device="cpu", verbose=False, augment=augment)
+    common = dict(profile="demo", seed=seed, device="cpu", verbose=False, augment=augment,
+                  eval_every=EVAL_EVERY)
     kw = dict(batch_size=256, seed=seed, augment=augment)
 
     def mlp(dims: tuple[int, ...]) -> MLPAutoencoder:
@@ -407,7 +412,8 @@ def measure(case: Case, pairs: int, window: int) -> dict[str, float]:
     pla = steps * pairs / sum(times["plain"])
     per_pair = [(steps / e) / (steps / p) for e, p in zip(times["engine"], times["plain"],
                                                          strict=True)]
-    eval_share = t_eval * window / (sum(times["engine"]) / pairs)
+    n_evals = sum(1 for e in range(1, window + 1) if e % EVAL_EVERY == 0) or 1
+    eval_share = t_eval * n_evals / (sum(times["engine"]) / pairs)
     return {"engine": eng, "plain": pla, "ratio": eng / pla,
             "median_pair": statistics.median(per_pair), "eval_share": eval_share,
             "steps": steps * pairs}
@@ -430,14 +436,20 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                     help="random shifts/rotations of the inputs in both arms")
     ap.add_argument("--subset", type=int, default=None,
                     help="use a stratified subset of mnist-5k of this size (for a quick check)")
+    ap.add_argument("--eval-every", type=int, default=1,
+                    help="the engine's eval_every: epochs between evaluations (default 1, as "
+                         "in the notebooks; snapshots are then taken no more often either). "
+                         "Use with --window of the same size")
     ap.add_argument("--seed", type=int, default=0, help="seed of both arms")
     args = ap.parse_args(argv)
+    global EVAL_EVERY
+    EVAL_EVERY = args.eval_every
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     bad = [c for c in cases if c not in CASES]
     if bad or not cases:
         ap.error(f"unknown case(s) {bad}; choose from {', '.join(CASES)}")
-    if args.pairs < 1 or args.window < 1 or args.threads < 1:
-        ap.error("--pairs, --window and --threads must be >= 1")
+    if args.pairs < 1 or args.window < 1 or args.threads < 1 or args.eval_every < 1:
+        ap.error("--pairs, --window, --threads and --eval-every must be >= 1")
     torch.set_num_threads(args.threads)
 
     ds = datasets.load("mnist-5k", subset=args.subset, seed=args.seed)
@@ -445,7 +457,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"mnist-5k ({len(ds)} images), torch {torch.__version__}, {torch.get_num_threads()} "
           f"thread(s), windows of {args.window} epoch(s) ({math.ceil(len(ds) / 256)} steps "
-          f"each), {args.pairs} pair(s) after a warm-up; load average {load:.2f}")
+          f"each), {args.pairs} pair(s) after a warm-up, evaluation every {args.eval_every} "
+          f"epoch(s); load average {load:.2f}")
     results: dict[str, dict[str, float]] = {}
     t_all = time.perf_counter()
     for name in cases:

@@ -38,6 +38,22 @@ def test_history_records_steps_epochs_and_snapshots(digits):
     np.testing.assert_array_equal(h.snapshot_y, y[h.snapshot_index])
 
 
+def test_eval_every_thins_the_metrics_but_not_the_training(digits):
+    X, y = digits
+    every = tiny_idec(cluster_epochs=7, snapshot_epochs=[0, 5]).fit(X, y=y)
+    thin = tiny_idec(cluster_epochs=7, snapshot_epochs=[0, 5], eval_every=3).fit(X, y=y)
+    np.testing.assert_array_equal(every.labels_, thin.labels_)
+    evaluated = [r["phase_epoch"] for r in thin.history_.epochs
+                 if r["phase"] == "cluster" and "acc" in r]
+    assert evaluated == [3, 5, 6, 7]  # every 3rd, the snapshot at 5, the phase's last
+    assert all("acc" in r for r in every.history_.epochs if r["phase"] == "cluster")
+    assert thin.history_.snapshots[-1].metrics["acc"] == pytest.approx(
+        [r for r in thin.history_.epochs if r.get("phase_epoch") == 5
+         and r["phase"] == "cluster"][0]["acc"])
+    with pytest.raises(ValueError, match="eval_every"):
+        tiny_idec(eval_every=-1).fit(X)
+
+
 def test_knob_change_from_another_thread_reaches_the_next_step(digits):
     X, y = digits
     used = []

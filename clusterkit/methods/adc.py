@@ -96,7 +96,8 @@ class ActiveDeepClustering(DeepClusteringMethod):
                  optimizer: str | None = None, alpha: float = 1.0, pretrained: Any = None,
                  seed: int = 0,
                  device: str = "auto", verbose: bool = False, snapshot_epochs: Any = "end",
-                 snapshot_size: int = 2000):
+                 snapshot_size: int = 2000,
+                 eval_every: int = 1):
         self.n_clusters = n_clusters
         self.profile = profile
         self.rounds = rounds
@@ -125,6 +126,7 @@ class ActiveDeepClustering(DeepClusteringMethod):
         self.verbose = verbose
         self.snapshot_epochs = snapshot_epochs
         self.snapshot_size = snapshot_size
+        self.eval_every = eval_every
 
     # ------------------------------------------------------------------ settings / knobs
     def settings(self) -> dict[str, Any]:
@@ -217,7 +219,7 @@ class ActiveDeepClustering(DeepClusteringMethod):
             snaps = [int({**s, **getattr(self, "knob_state_", {})}["dec_epochs"])]
         return Run(self, X, y, constraints, device=resolve_device(self.device), seed=self.seed,
                    snapshot_epochs=snaps, snapshot_size=self.snapshot_size,
-                   progress=self.verbose, callbacks=callbacks)
+                   eval_every=self.eval_every, progress=self.verbose, callbacks=callbacks)
 
     def fit_round(self, X: Any, constraints: Any = None, *, y: Any = None) -> dict:
         """Train one round on ``constraints`` (foreground) and return its record."""

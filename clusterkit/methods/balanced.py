@@ -111,7 +111,8 @@ class BalancedSemiSupervised(AutoencoderMethod):
                  use_reconstruction: bool = True, use_balance: bool = True,
                  use_semi: bool = True, student_alpha: float = 1.0,
                  pretrained: Any = None, seed: int = 0, device: str = "auto",
-                 verbose: bool = True, snapshot_epochs: Any = "auto", snapshot_size: int = 2000):
+                 verbose: bool = True, snapshot_epochs: Any = "auto", snapshot_size: int = 2000,
+                 eval_every: int = 1):
         self.n_clusters = n_clusters
         self.profile = profile
         self.variant = variant
@@ -140,6 +141,7 @@ class BalancedSemiSupervised(AutoencoderMethod):
         self.verbose = verbose
         self.snapshot_epochs = snapshot_epochs
         self.snapshot_size = snapshot_size
+        self.eval_every = eval_every
 
     _NOT_SETTINGS = AutoencoderMethod._NOT_SETTINGS | {"variant"}
 

@@ -33,7 +33,7 @@ class DeepClusteringMethod(ClusterMixin, BaseEstimator):
     PROFILES: dict[str, dict[str, Any]] = {}
     #: constructor arguments that are not training settings
     _NOT_SETTINGS = frozenset({"profile", "device", "seed", "verbose", "pretrained",
-                               "snapshot_epochs", "snapshot_size"})
+                               "snapshot_epochs", "snapshot_size", "eval_every"})
 
     # ------------------------------------------------------------------ settings
     def settings(self) -> dict[str, Any]:
@@ -72,6 +72,7 @@ class DeepClusteringMethod(ClusterMixin, BaseEstimator):
                              f"{len(X)} rows; build them for this X")
         return Run(self, X, y, constraints, device=resolve_device(self.device), seed=self.seed,
                    snapshot_epochs=self.snapshot_epochs, snapshot_size=self.snapshot_size,
+                   eval_every=getattr(self, "eval_every", 1),
                    progress=self.verbose, callbacks=callbacks)
 
     def fit(self, X: np.ndarray | torch.Tensor, constraints: Any = None, *,

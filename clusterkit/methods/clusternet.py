@@ -260,7 +260,8 @@ class ClusterNet(DeepClusteringMethod):
                  dropout: float | None = None, rec_weight: float | None = None,
                  use_pair: bool = True, use_kmeans: bool = True, use_reconstruction: bool = True,
                  pretrained: Any = None, seed: int = 0, device: str = "auto",
-                 verbose: bool = True, snapshot_epochs: Any = "auto", snapshot_size: int = 2000):
+                 verbose: bool = True, snapshot_epochs: Any = "auto", snapshot_size: int = 2000,
+                 eval_every: int = 1):
         self.n_clusters = n_clusters
         self.profile = profile
         self.pretrain_epochs = pretrain_epochs
@@ -286,6 +287,7 @@ class ClusterNet(DeepClusteringMethod):
         self.verbose = verbose
         self.snapshot_epochs = snapshot_epochs
         self.snapshot_size = snapshot_size
+        self.eval_every = eval_every
 
     # ------------------------------------------------------------------ API
     def prepare(self, X: Any, y_partial: Any = None, *, y: np.ndarray | None = None,

@@ -79,7 +79,8 @@ class DCCF(AutoencoderMethod):
                  use_focal: bool = True, use_kl: bool = True, focal_target: str = "hard",
                  pretrain_contractive: bool = False, alpha: float = 1.0,
                  pretrained: Any = None, seed: int = 0, device: str = "auto",
-                 verbose: bool = True, snapshot_epochs: Any = "auto", snapshot_size: int = 2000):
+                 verbose: bool = True, snapshot_epochs: Any = "auto", snapshot_size: int = 2000,
+                 eval_every: int = 1):
         self.n_clusters = n_clusters
         self.profile = profile
         self.pretrain_epochs = pretrain_epochs
@@ -106,6 +107,7 @@ class DCCF(AutoencoderMethod):
         self.verbose = verbose
         self.snapshot_epochs = snapshot_epochs
         self.snapshot_size = snapshot_size
+        self.eval_every = eval_every
 
     # ------------------------------------------------------------------ settings
     def settings(self) -> dict[str, Any]:

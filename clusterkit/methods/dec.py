@@ -55,7 +55,8 @@ class IDEC(AutoencoderMethod):
                  tol: float | None = None, batch_size: int | None = None,
                  dims: tuple[int, ...] | None = None, alpha: float = 1.0,
                  pretrained: Any = None, seed: int = 0, device: str = "auto",
-                 verbose: bool = True, snapshot_epochs: Any = "auto", snapshot_size: int = 2000):
+                 verbose: bool = True, snapshot_epochs: Any = "auto", snapshot_size: int = 2000,
+                 eval_every: int = 1):
         self.n_clusters = n_clusters
         self.profile = profile
         self.pretrain_epochs = pretrain_epochs
@@ -74,6 +75,7 @@ class IDEC(AutoencoderMethod):
         self.verbose = verbose
         self.snapshot_epochs = snapshot_epochs
         self.snapshot_size = snapshot_size
+        self.eval_every = eval_every
 
     # ------------------------------------------------------------------ knobs
     def knob_specs(self) -> list[Knob]:

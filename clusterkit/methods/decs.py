@@ -107,7 +107,8 @@ class DECS(AutoencoderMethod):
                  dims: tuple[int, ...] | None = None, embed_dim: int | None = None,
                  kmeans_init: int | None = None, pretrained: Any = None, seed: int = 0,
                  device: str = "auto", verbose: bool = True, snapshot_epochs: Any = "auto",
-                 snapshot_size: int = 2000):
+                 snapshot_size: int = 2000,
+                 eval_every: int = 1):
         self.n_clusters = n_clusters
         self.variant = variant
         self.profile = profile
@@ -137,6 +138,7 @@ class DECS(AutoencoderMethod):
         self.verbose = verbose
         self.snapshot_epochs = snapshot_epochs
         self.snapshot_size = snapshot_size
+        self.eval_every = eval_every
 
     # ------------------------------------------------------------------ settings
     def settings(self) -> dict[str, Any]:
