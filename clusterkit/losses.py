@@ -29,6 +29,14 @@ def reconstruction(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(x_hat, x)
 
 
+def rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x[idx]`` for a 1-d index tensor (rows may repeat), with a backward pass that repeats
+    exactly on a multi-threaded CPU: advanced indexing's backward adds the gradients of
+    repeated rows in an order that depends on thread timing, ``index_select``'s does not.
+    Use it to gather the ends of pairs from a tensor that needs a gradient."""
+    return x.index_select(0, idx)
+
+
 def contrastive(za: torch.Tensor, zb: torch.Tensor, same: torch.Tensor,
                 margin: float = 1.0) -> torch.Tensor:
     """ADC eq 2, averaged over the pairs: y ||f_i - f_j||² + (1 - y) max(δ - ||f_i - f_j||, 0)².

@@ -80,6 +80,19 @@ def test_same_seed_same_result_on_cpu(small):
     np.testing.assert_allclose(a.q_, b.q_, rtol=0, atol=1e-6)
 
 
+def test_same_seed_same_result_on_two_threads(small):
+    """The notebooks run on every core: pretraining's all-pairs contrastive loss gathers
+    each sample many times, which with plain indexing made two-thread runs differ."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        a, b = (_method().fit(small.X, y=small.y, oracle=LabelOracle(small.y, seed=0))
+                for _ in range(2))
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(a.embedding_, b.embedding_)
+
+
 def test_training_pulls_must_links_together_and_pushes_cannot_links_apart(small):
     c = Constraints.from_labels(small.y, n_pairs=200, ml_ratio=0.5, seed=0)
     m = _method(pretrain_epochs=0, siamese_epochs=20, dec_epochs=0, closure=False,

@@ -422,8 +422,8 @@ class ActiveDeepClustering(DeepClusteringMethod):
         margin = float(run.knobs["margin"])
         ml = losses.contrastive(za, zn, torch.ones(B, dtype=torch.bool, device=run.device),
                                 margin)
-        cl = losses.contrastive(za[a], za[b], torch.zeros(len(a), dtype=torch.bool,
-                                                          device=run.device), margin)
+        cl = losses.contrastive(losses.rows(za, a), losses.rows(za, b),
+                                torch.zeros(len(a), dtype=torch.bool, device=run.device), margin)
         return {"loss": ml + cl, "pseudo_ml": ml, "pseudo_cl": cl}
 
     def _pretrain_end(self, run: Run) -> dict:
@@ -450,7 +450,7 @@ class ActiveDeepClustering(DeepClusteringMethod):
             cl = self.clmat_t_[ca, cb]
             keep = ml | cl
             a, b, same = a[keep], b[keep], ml[keep]
-            return losses.contrastive(z[a], z[b], same, margin)
+            return losses.contrastive(losses.rows(z, a), losses.rows(z, b), same, margin)
         return losses.contrastive(z[:B], z[B:], self.is_ml_t_[sel], margin)
 
     def _siamese_step(self, run: Run, idx: torch.Tensor) -> dict[str, torch.Tensor]:

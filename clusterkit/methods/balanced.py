@@ -388,11 +388,11 @@ class BalancedSemiSupervised(AutoencoderMethod):
             if batch_scope:
                 pos = torch.full((run.n,), -1, dtype=torch.long, device=run.device)
                 pos[idx] = torch.arange(B, device=run.device)
-                yi, yj = yb[pos[pi]], yb[pos[pj]]
+                yi, yj = losses.rows(yb, pos[pi]), losses.rows(yb, pos[pj])
             else:
                 yc = self._assign(q[B:])
                 m = len(which)
-                yi, yj = yc[inv[:m]], yc[inv[m:]]
+                yi, yj = losses.rows(yc, inv[:m]), losses.rows(yc, inv[m:])
             mult = self.multipliers_[which]
             semi = losses.semi_loss(yi, yj, is_ml, mult, reduction=s["reduction"])
             out["semi"] = semi
