@@ -48,8 +48,6 @@ DEMO_NOT_YET = {
     "01_balanced_semisupervised": "issue #6: ACC .97 / NE .9999 met, but the 'no L_r' "
                                   "ablation ties or beats the full model (10, 20, 30 joint "
                                   "epochs: .966/.969, .975/.973, .971/.974)",
-    "03_active_clustering": "issue #8: ACC .926 in a clean-clone demo run, .942 in another "
-                            "run of the same code (ahead of random .882-.901): straddles .93",
     "02_clusternet": "issue #7: held-out ACC .904 in one demo run, .868-.896 in runs of "
                      "nearby settings: not yet reliably >= .90",
     "04_sample_stability": "issue #9: ACC .783 measured < .85 (above IDEC .729)",

@@ -51,7 +51,9 @@ class ActiveDeepClustering(DeepClusteringMethod):
 
     - ``smoke``: 2 rounds of a couple of epochs, to check that everything runs;
     - ``demo``: ``mnist-5k`` on 2 CPU cores: T = 5 rounds of k = n/25 pairs (n/5 in all),
-      a few epochs per round, with the deviations listed in the module docstring;
+      30 siamese and 3 DEC epochs per round, with the deviations listed in the module
+      docstring (final ACC, 1 thread, seeds 0 / 1 / 2: .912 / .941 / .945 with 20 siamese
+      epochs, .958 / .961 / .958 with 30);
     - ``paper``: the paper's settings (section 3.4): T = 5, k = n/25, δ = 1, contrastive
       training RMSProp lr 1e-3, batch 64 pairs, 100 epochs per round; DEC fine-tune SGD
       lr 1e-3; no closure, no contrastive term during DEC, no augmentation.
@@ -72,7 +74,7 @@ class ActiveDeepClustering(DeepClusteringMethod):
                       augment=False, pair_batch=64, batch_size=256, update_interval=20,
                       widths=(8, 16, 32), dim=10, optimizer="adam"),
         "demo": dict(rounds=5, budget=None, strategy="adc", pretrain_epochs=8, knn=5,
-                     siamese_epochs=20, dec_epochs=3,
+                     siamese_epochs=30, dec_epochs=3,
                      lr=1e-3, margin=1.0, dec_weight=1.0, pair_weight=1.0, closure=True,
                      augment=True, pair_batch=64, batch_size=256, update_interval=20,
                      widths=(16, 32, 64), dim=10, optimizer="adam"),
