@@ -148,10 +148,12 @@ class ConvAutoencoder(nn.Module):
             *_deconv_block(c4, c3, output_padding=0 if valid else 1, padding=0 if valid else 1),
             *_deconv_block(c3, c2), *_deconv_block(c2, c1),
             nn.Conv2d(c1, c, 3, padding=1))
+        # 1.1-1.6x faster steps on a CPU (benchmarks/bench_channels_last.py)
+        self.to(memory_format=torch.channels_last)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, embed_dim)."""
-        return self.encoder(x)
+        return self.encoder(x.contiguous(memory_format=torch.channels_last))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, embed_dim) -> (B, C, H, W)."""
