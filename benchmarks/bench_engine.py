@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clusterkit import datasets, losses  # noqa: E402
 from clusterkit.augment import random_affine  # noqa: E402
-from clusterkit.engine import Run, eval_mode  # noqa: E402
+from clusterkit.engine import Run, eval_chunk, eval_mode  # noqa: E402
 from clusterkit.methods import DCCF, DEC, DECS, IDEC, BalancedSemiSupervised  # noqa: E402
 from clusterkit.methods.parts import kmeans_centers  # noqa: E402
 from clusterkit.models import ConvAutoencoder, MLPAutoencoder, StudentTHead  # noqa: E402
@@ -142,9 +142,10 @@ class PlainLoop:
 
 @torch.no_grad()
 def embed_q(ae: torch.nn.Module, head: StudentTHead, X: torch.Tensor) -> torch.Tensor:
-    """Soft assignments of the whole data in eval mode, 4096 rows at a time."""
+    """Soft assignments of the whole data in eval mode, in the engine's chunks."""
     with eval_mode([ae, head]):
-        return torch.cat([head(ae.encode(X[lo:lo + 4096])) for lo in range(0, len(X), 4096)])
+        step = eval_chunk(X.device)
+        return torch.cat([head(ae.encode(X[lo:lo + step])) for lo in range(0, len(X), step)])
 
 
 def sharpen(q: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def eval_chunk(device: torch.device) -> int:
+    """Rows per forward pass when embedding a whole data set without gradient: small chunks
+    stay in a CPU's caches (a conv encoder over 5000 digits: 0.14 s in chunks of 512, 0.38 s
+    in chunks of 4096), large ones keep a GPU busy."""
+    return 512 if torch.device(device).type == "cpu" else 4096
+
+
 @dataclass
 class Phase:
     """One stage of training.
@@ -409,9 +416,10 @@ class Run:
         if self._embed_cache is not None and self._embed_cache[0] == self.step:
             return self._embed_cache[1], self._embed_cache[2]
         zs, qs = [], []
+        step = eval_chunk(self.device)
         with eval_mode(self.method._nets()):
-            for lo in range(0, self.n, 4096):
-                z, q = self.method._embed(self, self.X[lo:lo + 4096])
+            for lo in range(0, self.n, step):
+                z, q = self.method._embed(self, self.X[lo:lo + step])
                 zs.append(z)
                 if q is not None:
                     qs.append(q)

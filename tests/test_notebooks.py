@@ -47,12 +47,17 @@ DEMO_ABOVE = {
 DEMO_NOT_YET = {
     "01_balanced_semisupervised": "issue #6: ACC .97 / NE .9999 met, but the 'no L_r' "
                                   "ablation ties or beats the full model (10, 20, 30 joint "
-                                  "epochs: .966/.969, .975/.973, .971/.974)",
-    "02_clusternet": "issue #7: held-out ACC .904 in one demo run, .868-.896 in runs of "
-                     "nearby settings: not yet reliably >= .90",
+                                  "epochs: .966/.969, .975/.973, .971/.974; 1 thread, "
+                                  "seed 0: .9712/.9710, without augmentation .930/.928 "
+                                  "but then no L_bal .959)",
+    "02_clusternet": "issue #7: held-out ACC .904 in one demo run, but .828 (seed 0) and "
+                     ".804 (seed 1) in 1-thread runs of the same settings; cosine lr decay "
+                     ".822, 40 epochs .814, lr 3e-4 .728/.702, 50 pretraining epochs .58/.56",
     "04_sample_stability": "issue #9: ACC .783 measured < .85 (above IDEC .729)",
-    "05_contractive_focal": "issue #10: ACC .876 >= .85, but below its ablations "
-                            "(contractive only .887, focal only .885, neither .891)",
+    "05_contractive_focal": "issue #10: ACC .876 >= .85 in a demo run, below its ablations "
+                            "(contractive only .887, focal only .885, neither .891); a 1-thread "
+                            "run at seed 0: full .738, contractive only .779, focal only .741, "
+                            "neither .778",
 }
 
 

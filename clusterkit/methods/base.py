@@ -20,7 +20,7 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 from torch import nn
 
-from clusterkit.engine import Phase, Run, eval_mode, resolve_device
+from clusterkit.engine import Phase, Run, eval_chunk, eval_mode, resolve_device
 from clusterkit.knobs import Knob
 
 PROFILES = ("smoke", "demo", "paper")
@@ -114,8 +114,9 @@ class DeepClusteringMethod(ClusterMixin, BaseEstimator):
         X = torch.as_tensor(self._check_X(X, fitting=False)).to(self.device_)
         zs, qs = [], []
         with eval_mode(self._nets()):
-            for lo in range(0, len(X), 4096):
-                z, q = self._embed(self.run_, X[lo:lo + 4096])
+            step = eval_chunk(X.device)
+            for lo in range(0, len(X), step):
+                z, q = self._embed(self.run_, X[lo:lo + step])
                 zs.append(z.float().cpu())
                 if q is not None:
                     qs.append(q.float().cpu())

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from clusterkit import losses, metrics
-from clusterkit.engine import Phase, Run, eval_mode
+from clusterkit.engine import Phase, Run, eval_chunk, eval_mode
 from clusterkit.knobs import Knob, switch
 from clusterkit.methods import parts
 from clusterkit.methods.base import DeepClusteringMethod, copy_module
@@ -427,8 +427,9 @@ class ClusterNet(DeepClusteringMethod):
     def _embed_all_plain(self, run: Run) -> tuple[torch.Tensor, None]:
         zs = []
         with eval_mode([self.autoencoder_]):
-            for lo in range(0, run.n, 4096):
-                zs.append(self.autoencoder_.encode(run.X[lo:lo + 4096]))
+            step = eval_chunk(run.device)
+            for lo in range(0, run.n, step):
+                zs.append(self.autoencoder_.encode(run.X[lo:lo + step]))
         return torch.cat(zs), None
 
     def _cluster_start(self, run: Run) -> None:
@@ -508,8 +509,9 @@ class ClusterNet(DeepClusteringMethod):
     def _predict_tensor(self, X: torch.Tensor) -> np.ndarray:
         out = []
         with eval_mode([self.autoencoder_]):
-            for lo in range(0, len(X), 4096):
-                z = self.autoencoder_.encode(X[lo:lo + 4096])
+            step = eval_chunk(X.device)
+            for lo in range(0, len(X), step):
+                z = self.autoencoder_.encode(X[lo:lo + step])
                 out.append(softmax_distance(z, self.centers_).argmax(1))
         return torch.cat(out).cpu().numpy().astype(np.int64)
 
