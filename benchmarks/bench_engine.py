@@ -22,9 +22,11 @@ Cases (``--cases``): ``idec-pretrain`` (the autoencoder step every MLP method pr
 with), ``idec`` and ``dec`` (clustering step), ``balanced`` (BalancedSemiSupervised's joint
 step, paper variant, 20 % constraints, 256 sampled pairs per step), ``dccf`` (contractive
 penalty on 64 rows + KL + focal), ``decs`` (code variant, the demo's conv autoencoder,
-Otsu threshold per step). Not covered: ClusterNet (pairwise KL within the batch, centre
-updates) and ActiveDeepClustering (rounds of Siamese training with an oracle), whose plain
-twins would be long rewrites rather than short loops.
+Otsu threshold per step), ``clusternet`` (fine-tuning with 2 % labels: pairwise KL and
+k-means losses on the batch plus 64 labeled points, reconstruction, the centres following
+the clean embedding after every step, assignments refreshed each epoch) and ``adc``
+(ActiveDeepClustering's Siamese step on 1000 answered pairs with their transitive
+closure: 64 pairs a step, the contrastive loss over every implied pair among their ends).
 
 Usage::
 
@@ -58,12 +60,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clusterkit import datasets, losses  # noqa: E402
 from clusterkit.augment import random_affine  # noqa: E402
+from clusterkit.constraints import Constraints  # noqa: E402
 from clusterkit.engine import Run, eval_chunk, eval_mode  # noqa: E402
-from clusterkit.methods import DCCF, DEC, DECS, IDEC, BalancedSemiSupervised  # noqa: E402
+from clusterkit.methods import (  # noqa: E402
+    DCCF,
+    DEC,
+    DECS,
+    IDEC,
+    ActiveDeepClustering,
+    BalancedSemiSupervised,
+    ClusterNet,
+)
+from clusterkit.methods.clusternet import partial_labels, update_centers  # noqa: E402
 from clusterkit.methods.parts import kmeans_centers  # noqa: E402
-from clusterkit.models import ConvAutoencoder, MLPAutoencoder, StudentTHead  # noqa: E402
+from clusterkit.models import (  # noqa: E402
+    ClusterNetAE,
+    ConvAutoencoder,
+    MLPAutoencoder,
+    SiameseCNN,
+    StudentTHead,
+    softmax_distance,
+)
 
-CASES = ("idec-pretrain", "idec", "dec", "balanced", "dccf", "decs")
+CASES = ("idec-pretrain", "idec", "dec", "balanced", "dccf", "decs", "clusternet", "adc")
 
 
 # ---------------------------------------------------------------------- the engine arm
@@ -277,6 +296,89 @@ class PlainDECS(PlainLoop):
         self.opt.step()
 
 
+class PlainClusterNet(PlainLoop):
+    """ClusterNet fine-tuning, λ = 1: each step the batch plus ``labeled_batch`` random
+    labeled points; pair KL + hinge (eqs 6-7) and k-means losses (eqs 4-5), labeled and
+    unlabeled, plus reconstruction; then every centre follows its points' clean embedding
+    (eqs 12-13); at each epoch's end the unlabeled points take their nearest centre."""
+
+    def __init__(self, X, ae, y_partial, lr, margin, labeled_batch, rec_weight, **kw):
+        super().__init__(X, **kw)
+        self.ae, self.margin, self.lb, self.rec_weight = ae, margin, labeled_batch, rec_weight
+        self.yp = torch.as_tensor(y_partial)
+        self.is_lab = self.yp >= 0
+        self.lab_idx = torch.nonzero(self.is_lab).flatten()
+        k = int(self.yp.max()) + 1
+        self.lab_counts = torch.bincount(self.yp[self.is_lab], minlength=k).float()
+        z = self.embed()
+        lab = self.lab_idx
+        self.c = torch.stack([z[lab][self.yp[lab] == j].mean(0) for j in range(k)])  # eq 9
+        self.opt = torch.optim.Adam(ae.parameters(), lr=lr)
+        self.end_epoch()
+
+    @torch.no_grad()
+    def embed(self) -> torch.Tensor:
+        step = eval_chunk(self.X.device)
+        with eval_mode([self.ae]):
+            return torch.cat([self.ae.encode(self.X[lo:lo + step])
+                              for lo in range(0, self.n, step)])
+
+    def train_step(self, idx):
+        extra = self.lab_idx[torch.randperm(len(self.lab_idx), generator=self.gen)[:self.lb]]
+        all_idx = torch.cat([idx, extra])
+        x = self.batch(all_idx)
+        z = self.ae.encode(x)
+        a, lab = self.assign[all_idx], self.is_lab[all_idx]
+        log_p = softmax_distance(z, self.c)
+        sim_l, dis_l = losses.pair_loss(log_p, a, self.margin, lab)
+        sim_u, dis_u = losses.pair_loss(log_p, a, self.margin, ~lab)
+        loss = (sim_l + dis_l + sim_u + dis_u
+                + losses.kmeans_loss(z[lab], self.c, a[lab])
+                + losses.kmeans_loss(z[~lab], self.c, a[~lab])
+                + self.rec_weight * F.mse_loss(self.ae.decode(z), x))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad(), eval_mode([self.ae]):
+            zc = self.ae.encode(self.X[idx])
+            lb = self.is_lab[idx]
+            update_centers(self.c, zc[lb], self.yp[idx][lb], self.lab_counts)
+            update_centers(self.c, zc[~lb], self.assign[idx][~lb], self.counts)
+
+    def end_epoch(self):
+        log_p = softmax_distance(self.embed(), self.c)
+        self.assign = torch.where(self.is_lab, self.yp, log_p.argmax(1))
+        self.counts = torch.bincount(self.assign[~self.is_lab],
+                                     minlength=self.c.shape[0]).float()
+
+
+class PlainADC(PlainLoop):
+    """ADC's Siamese step with the closure: ``pair_batch`` random answered pairs, their 2B
+    ends through the CNN, the contrastive loss (eq 2) over every pair of ends that the
+    answers imply (same must-link component, or components with a cannot-link)."""
+
+    def __init__(self, X, net, pairs, comp, clmat, lr, margin, pair_batch, **kw):
+        super().__init__(X, **kw)
+        self.net, self.pairs, self.comp, self.clmat = net, pairs, comp, clmat
+        self.margin, self.pb = margin, pair_batch
+        self.opt = torch.optim.Adam(net.parameters(), lr=lr)
+
+    def train_step(self, idx):
+        sel = torch.randperm(len(self.pairs), generator=self.gen)[:self.pb]
+        pr = self.pairs[sel]
+        nodes = torch.cat([pr[:, 0], pr[:, 1]])
+        z = self.net(self.batch(nodes))
+        cid = self.comp[nodes]
+        a, b = torch.triu_indices(len(nodes), len(nodes), 1)
+        ml = (cid[a] == cid[b]) & (nodes[a] != nodes[b])
+        keep = ml | self.clmat[cid[a], cid[b]]
+        a, b, same = a[keep], b[keep], ml[keep]
+        loss = losses.contrastive(losses.rows(z, a), losses.rows(z, b), same, self.margin)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+
 # ---------------------------------------------------------------------- the cases
 @dataclass
 class Case:
@@ -377,6 +479,32 @@ def build_case(name: str, X: np.ndarray, y: np.ndarray, epochs: int, seed: int,
                           s["cluster_lr"], s["lam"], **kw)
         return Case(name, f"DECS clustering step, code variant (conv AE {s['channels']}, "
                           "Otsu per batch)", EngineArm(run), plain)
+    if name == "clusternet":
+        yp = partial_labels(y, 0.02, seed)
+        ae = ClusterNetAE(tuple(X.shape[1:]))
+        m = ClusterNet(10, pretrained=ae, cluster_epochs=epochs,
+                       snapshot_epochs=snapshot_schedule(30, epochs), **common)
+        run = m.prepare(X, yp, y=y)
+        s = m.settings()
+        plain = PlainClusterNet(Xt, copy.deepcopy(ae).train(), yp, s["lr"], s["margin"],
+                                int(s["labeled_batch"]), s["rec_weight"], **kw)
+        return Case(name, f"ClusterNet fine-tuning step (2 % labels, batch 256 + "
+                          f"{s['labeled_batch']} labeled, pair KL + k-means + rec, centre "
+                          "updates)", EngineArm(run), plain)
+
+    if name == "adc":
+        s = ActiveDeepClustering(10, profile="demo").settings()
+        net = SiameseCNN(int(X.shape[1]), tuple(s["widths"]), int(s["dim"]))
+        cons = Constraints.from_labels(y, n_pairs=len(X) // 5, ml_ratio=0.3, seed=seed)
+        m = ActiveDeepClustering(10, pretrained=net, siamese_epochs=10 * epochs, dec_epochs=1,
+                                 **common)
+        run = m.prepare(X, cons, y=y)
+        bs = run.phases[0].batch_size  # the siamese phase: as many steps as pair batches
+        pairs, _ = cons.torch_pairs("cpu")
+        plain = PlainADC(Xt, copy.deepcopy(net), pairs, m.comp_t_, m.clmat_t_, s["lr"],
+                         s["margin"], int(s["pair_batch"]), **{**kw, "batch_size": bs})
+        return Case(name, f"ADC Siamese step ({len(cons)} answered pairs with their closure, "
+                          f"{s['pair_batch']} a step, CNN {s['widths']})", EngineArm(run), plain)
     raise ValueError(f"unknown case {name!r}; choose from {', '.join(CASES)}")
 
 
