@@ -30,7 +30,7 @@ closure: 64 pairs a step, the contrastive loss over every implied pair among the
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_engine.py                  # all cases, ~3 min
+    .venv/bin/python benchmarks/bench_engine.py                  # all cases, ~4 min
     .venv/bin/python benchmarks/bench_engine.py --cases idec,idec-pretrain --pairs 5
 
 Augmentation is off in both arms (``--augment`` turns it on in both): it is the same work

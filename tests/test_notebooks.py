@@ -50,14 +50,16 @@ DEMO_NOT_YET = {
                                   "epochs: .966/.969, .975/.973, .971/.974; 1 thread, "
                                   "seed 0: .9712/.9710, without augmentation .930/.928 "
                                   "but then no L_bal .959)",
-    "02_clusternet": "issue #7: held-out ACC .904 in one demo run, but .828 (seed 0) and "
-                     ".804 (seed 1) in 1-thread runs of the same settings; cosine lr decay "
-                     ".822, 40 epochs .814, lr 3e-4 .728/.702, 50 pretraining epochs .58/.56",
-    "04_sample_stability": "issue #9: ACC .783 measured < .85 (above IDEC .729)",
-    "05_contractive_focal": "issue #10: ACC .876 >= .85 in a demo run, below its ablations "
-                            "(contractive only .887, focal only .885, neither .891); a 1-thread "
-                            "run at seed 0: full .738, contractive only .779, focal only .741, "
-                            "neither .778",
+    "02_clusternet": "issue #7: held-out ACC by seed 0 / 1 / 2 at 2 threads .912 / .850 / "
+                     ".844, at 1 thread .828 / .804 (seeds 0 / 1): not reliably >= .90; "
+                     "cosine lr decay .822, 40 epochs .814, lr 3e-4 .728/.702, 50 "
+                     "pretraining epochs .58/.56 (1 thread)",
+    "04_sample_stability": "issue #9: ACC .783 / .782 in two demo runs < .85 (above IDEC "
+                           ".729 / .724)",
+    "05_contractive_focal": "issue #10: ACC .876 in an earlier demo run, .728 in this "
+                            "session's (contractive only .753, focal only .729, neither .750); "
+                            "1 thread, seed 0: full .738, contractive only .779, focal only "
+                            ".741, neither .778: neither target is reliably met",
 }
 
 
