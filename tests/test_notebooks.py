@@ -47,7 +47,8 @@ DEMO_ABOVE = {
 DEMO_NOT_YET = {
     "01_balanced_semisupervised": "issue #6: ACC .97 / NE .9999 met, but the 'no L_r' "
                                   "ablation ties or beats the full model (10, 20, 30 joint "
-                                  "epochs: .966/.969, .975/.973, .971/.974; 1 thread, "
+                                  "epochs: .966/.969, .975/.973, .971/.974; this "
+                                  "session's demo run .9720/.9714, 3 images; 1 thread, "
                                   "seed 0: .9712/.9710, without augmentation .930/.928 "
                                   "but then no L_bal .959)",
     "02_clusternet": "issue #7: held-out ACC by seed 0 / 1 / 2 at 2 threads .912 / .850 / "
