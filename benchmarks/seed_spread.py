@@ -1,0 +1,102 @@
+"""How much does a notebook's main figure move with the seed and the thread count?
+
+Runs the main training of a notebook's ``demo`` profile through the same library calls as
+the notebook, for several seeds, and prints one JSON line per seed with the final ACC (and
+the per-round or per-epoch curve), so that a demo target can be judged against its spread
+rather than one draw.
+
+    python benchmarks/seed_spread.py adc --seeds 0,1,2 --threads 1
+    python benchmarks/seed_spread.py adc --seeds 0 --strategy random
+    python benchmarks/seed_spread.py clusternet --seeds 0,1,2 --threads 2
+    python benchmarks/seed_spread.py clusternet --seeds 0 --set '{"lr": 0.0003}'
+
+``adc``: notebook 03's pseudo-pair pretraining, then ``ActiveDeepClustering.fit`` with a
+``LabelOracle`` (T rounds, n/25 pairs each); ``clusternet``: notebook 02's 10 % held-out
+split, 2 % labels per class, 20 augmented pretraining epochs, then the fine-tuning run with
+``eval_set`` (held-out ACC per epoch). ``--set`` passes settings to the main method,
+``--subset`` a smaller stratified sample of mnist-5k for a quick check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from clusterkit import datasets, metrics  # noqa: E402
+from clusterkit.active import LabelOracle  # noqa: E402
+from clusterkit.methods import ActiveDeepClustering, ClusterNet  # noqa: E402
+from clusterkit.methods.clusternet import partial_labels  # noqa: E402
+
+
+def adc(seed: int, subset: int | None, strategy: str, kw: dict) -> dict:
+    ds = datasets.load("mnist-5k", subset=subset, seed=seed)
+    t0 = time.perf_counter()
+    pre = ActiveDeepClustering(10, dec_epochs=0, seed=seed, device="cpu")
+    pre.fit_round(ds.X, None, y=ds.y)
+    m = ActiveDeepClustering(10, strategy=strategy, pretrained=pre, seed=seed, device="cpu",
+                             **kw)
+    m.fit(ds.X, y=ds.y, oracle=LabelOracle(ds.y, seed=seed))
+    return {"pretrain_acc": round(pre.rounds_[0]["acc"], 4),
+            "curve": [round(r["acc"], 4) for r in m.rounds_],
+            "acc": round(m.rounds_[-1]["acc"], 4), "seconds": round(time.perf_counter() - t0)}
+
+
+def clusternet(seed: int, subset: int | None, strategy: str, kw: dict) -> dict:
+    ds = datasets.load("mnist-5k", subset=subset, seed=seed)
+    train, test = ds.split(0.1, seed)
+    yp = partial_labels(train.y, 0.02, seed)
+    t0 = time.perf_counter()
+    pre = ClusterNet(10, pretrain_epochs=20, cluster_epochs=0, augment=True, seed=seed,
+                     device="cpu", verbose=False).fit(train.X, yp, y=train.y)
+    m = ClusterNet(10, pretrained=pre, seed=seed, device="cpu", verbose=False,
+                   snapshot_epochs=None, **kw)
+    m.fit(train.X, yp, y=train.y, eval_set=(test.X, test.y))
+    return {"pretrain_acc": round(metrics.acc(test.y, pre.predict(test.X)), 4),
+            "curve": [round(r["test_acc"], 3) for r in m.history_.epochs if "test_acc" in r],
+            "acc": round(metrics.acc(test.y, m.predict(test.X)), 4),
+            "seconds": round(time.perf_counter() - t0)}
+
+
+RUNS = {"adc": adc, "clusternet": clusternet}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("method", choices=sorted(RUNS))
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--strategy", default="adc", choices=("adc", "random", "uncertain"),
+                    help="adc only: the query strategy")
+    ap.add_argument("--set", default="{}", help="JSON settings for the main method")
+    ap.add_argument("--subset", type=int, default=None, help="a smaller sample of mnist-5k")
+    args = ap.parse_args(argv)
+    try:
+        kw = json.loads(args.set)
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError as e:
+        ap.error(f"--set must be a JSON object and --seeds integers: {e}")
+    if not isinstance(kw, dict) or not seeds or args.threads < 1:
+        ap.error("--set must be a JSON object, --seeds non-empty, --threads >= 1")
+    torch.set_num_threads(args.threads)
+    out = []
+    for seed in seeds:
+        rec = {"method": args.method, "seed": seed, "threads": args.threads, "set": kw,
+               **({"strategy": args.strategy} if args.method == "adc" else {}),
+               **RUNS[args.method](seed, args.subset, args.strategy, kw)}
+        print(json.dumps(rec), flush=True)
+        out.append(rec)
+    accs = [r["acc"] for r in out]
+    print(f"ACC over seeds {seeds}: min {min(accs):.4f}, mean {sum(accs) / len(accs):.4f}, "
+          f"max {max(accs):.4f}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
