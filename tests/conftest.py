@@ -24,6 +24,17 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
+@pytest.fixture
+def two_threads():
+    """Torch on two threads for the test (the notebooks' and CI's count), then back."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1797 digits as (n, 1, 8, 8) float32 in [0, 1] and (n,) int64 labels."""

@@ -80,16 +80,11 @@ def test_same_seed_same_result_on_cpu(small):
     np.testing.assert_allclose(a.q_, b.q_, rtol=0, atol=1e-6)
 
 
-def test_same_seed_same_result_on_two_threads(small):
+def test_same_seed_same_result_on_two_threads(small, two_threads):
     """The notebooks run on every core: pretraining's all-pairs contrastive loss gathers
     each sample many times, which with plain indexing made two-thread runs differ."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        a, b = (_method().fit(small.X, y=small.y, oracle=LabelOracle(small.y, seed=0))
-                for _ in range(2))
-    finally:
-        torch.set_num_threads(before)
+    a, b = (_method().fit(small.X, y=small.y, oracle=LabelOracle(small.y, seed=0))
+            for _ in range(2))
     np.testing.assert_array_equal(a.embedding_, b.embedding_)
 
 

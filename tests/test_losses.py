@@ -34,16 +34,7 @@ def test_student_t_matches_dec_eq1():
     torch.testing.assert_close(student_t(z, mu, a), num / num.sum(1, keepdim=True))
 
 
-def _two_threads(fn):
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        return fn()
-    finally:
-        torch.set_num_threads(before)
-
-
-def test_rows_gathers_like_indexing_and_its_gradient_repeats_on_two_threads():
+def test_rows_gathers_like_indexing_and_its_gradient_repeats_on_two_threads(two_threads):
     torch.manual_seed(0)
     x = torch.rand(256, 784)
     lin = torch.nn.Linear(784, 10)
@@ -57,6 +48,6 @@ def test_rows_gathers_like_indexing_and_its_gradient_repeats_on_two_threads():
 
     z = lin(x)
     torch.testing.assert_close(losses.rows(z, a), z[a], rtol=0, atol=0)
-    grads = _two_threads(lambda: [grad() for _ in range(4)])
+    grads = [grad() for _ in range(4)]
     for g in grads[1:]:
         assert torch.equal(g, grads[0]), "index_select's backward varied between calls"

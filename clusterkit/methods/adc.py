@@ -503,7 +503,7 @@ class ActiveDeepClustering(DeepClusteringMethod):
                 if m is not None]
 
     def _embed(self, run: Run, x: torch.Tensor):
-        z = torch.cat([self.net_(x[lo:lo + 512]) for lo in range(0, len(x), 512)])
+        z = self.net_(x)  # x comes in the engine's chunks (engine.eval_chunk)
         return z, (None if self.head_ is None else self.head_(z))
 
     def _centers(self, run: Run):
