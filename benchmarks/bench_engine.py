@@ -5,10 +5,10 @@ the ``demo`` profile) with the engine's machinery on: knobs read at every step, 
 per-step loss record in ``history``, a callback that sees every event (as a dashboard's
 listener does), the per-epoch evaluation and t-SNE snapshots at the notebooks' density
 (about ten per phase). Against it runs a **plain loop** written here by hand: the same
-model (a copy of the same initial weights), the same losses, batch size and optimizer, the
-data as one tensor and mini-batches as index slices of a ``randperm``, plus whatever the
-algorithm itself needs (the target refresh of DEC/IDEC/DCCF, the multipliers' dual ascent)
-and nothing else (no metrics, no snapshots, no history).
+model (a copy of the same initial weights), the same losses, batch size and optimizer (the
+fused Adam of ``parts.adam``), the data as one tensor and mini-batches as index slices of a
+``randperm``, plus whatever the algorithm itself needs (the target refresh of DEC/IDEC/DCCF,
+the multipliers' dual ascent) and nothing else (no metrics, no snapshots, no history).
 
 Both arms live in one process and take turns, one window of ``--window`` epochs each
 (20 steps per epoch on mnist-5k), in the order A B B A A B ... so that a drift of the
@@ -70,6 +70,7 @@ from clusterkit.methods import (  # noqa: E402
     ActiveDeepClustering,
     BalancedSemiSupervised,
     ClusterNet,
+    parts,
 )
 from clusterkit.methods.clusternet import partial_labels, update_centers  # noqa: E402
 from clusterkit.methods.parts import kmeans_centers  # noqa: E402
@@ -179,7 +180,7 @@ class PlainPretrain(PlainLoop):
     def __init__(self, X, ae, lr, **kw):
         super().__init__(X, **kw)
         self.ae = ae
-        self.opt = torch.optim.Adam(ae.parameters(), lr=lr)
+        self.opt = parts.adam(ae.parameters(), lr=lr)
 
     def train_step(self, idx):
         x = self.batch(idx)
@@ -198,7 +199,7 @@ class PlainIDEC(PlainLoop):
         super().__init__(X, **kw)
         self.ae, self.head, self.gamma, self.use_rec = ae, head, gamma, use_rec
         self.interval = interval
-        self.opt = torch.optim.Adam([*ae.parameters(), *head.parameters()], lr=lr)
+        self.opt = parts.adam([*ae.parameters(), *head.parameters()], lr=lr)
         self.p = sharpen(embed_q(ae, head, X))
 
     def train_step(self, idx):
@@ -225,7 +226,7 @@ class PlainBalanced(PlainLoop):
         self.pairs, self.is_ml, self.m = pairs, is_ml, n_sample
         self.alpha, self.beta, self.gamma, self.cap = alpha, beta, gamma, cap
         self.mult = torch.ones(len(pairs))
-        self.opt = torch.optim.Adam([*ae.parameters(), *head.parameters()], lr=lr)
+        self.opt = parts.adam([*ae.parameters(), *head.parameters()], lr=lr)
 
     def train_step(self, idx):
         B = len(idx)
@@ -257,7 +258,7 @@ class PlainDCCF(PlainLoop):
     def __init__(self, X, ae, head, lr, lam, beta, gamma, m, **kw):
         super().__init__(X, **kw)
         self.ae, self.head, self.lam, self.beta, self.gamma, self.m = ae, head, lam, beta, gamma, m
-        self.opt = torch.optim.Adam([*ae.parameters(), *head.parameters()], lr=lr)
+        self.opt = parts.adam([*ae.parameters(), *head.parameters()], lr=lr)
         self.t = sharpen(embed_q(ae, head, X))
 
     def train_step(self, idx):
@@ -284,7 +285,7 @@ class PlainDECS(PlainLoop):
     def __init__(self, X, ae, head, lr, lam, **kw):
         super().__init__(X, **kw)
         self.ae, self.head, self.lam = ae, head, lam
-        self.opt = torch.optim.Adam([*ae.parameters(), *head.parameters()], lr=lr)
+        self.opt = parts.adam([*ae.parameters(), *head.parameters()], lr=lr)
 
     def train_step(self, idx):
         q = self.head(self.ae.encode(self.batch(idx)))
@@ -313,7 +314,7 @@ class PlainClusterNet(PlainLoop):
         z = self.embed()
         lab = self.lab_idx
         self.c = torch.stack([z[lab][self.yp[lab] == j].mean(0) for j in range(k)])  # eq 9
-        self.opt = torch.optim.Adam(ae.parameters(), lr=lr)
+        self.opt = parts.adam(ae.parameters(), lr=lr)
         self.end_epoch()
 
     @torch.no_grad()
@@ -361,7 +362,7 @@ class PlainADC(PlainLoop):
         super().__init__(X, **kw)
         self.net, self.pairs, self.comp, self.clmat = net, pairs, comp, clmat
         self.margin, self.pb = margin, pair_batch
-        self.opt = torch.optim.Adam(net.parameters(), lr=lr)
+        self.opt = parts.adam(net.parameters(), lr=lr)
 
     def train_step(self, idx):
         sel = torch.randperm(len(self.pairs), generator=self.gen)[:self.pb]

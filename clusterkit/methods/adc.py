@@ -464,8 +464,8 @@ class ActiveDeepClustering(DeepClusteringMethod):
         if self.settings_["optimizer"] == "paper":
             if phase == "siamese":
                 return torch.optim.RMSprop(params, lr=lr)
-            return torch.optim.SGD(params, lr=lr, momentum=0.9)
-        return torch.optim.Adam(params, lr=lr)
+            return parts.sgd(params, lr=lr, momentum=0.9)
+        return parts.adam(params, lr=lr)
 
     def _siamese_optimizer(self, run: Run) -> torch.optim.Optimizer:
         return self._make_opt(run, list(self.net_.parameters()), "siamese")

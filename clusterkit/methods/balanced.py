@@ -319,7 +319,7 @@ class BalancedSemiSupervised(AutoencoderMethod):
 
     def _cluster_optimizer(self, run: Run) -> torch.optim.Optimizer:
         params = list(self.autoencoder_.parameters()) + list(self.head_.parameters())
-        return torch.optim.Adam(params, lr=run.knobs["lr"])
+        return parts.adam(params, lr=run.knobs["lr"])
 
     def _assign(self, q: torch.Tensor) -> torch.Tensor:
         """Y of the paper (eq 4: the sharpened target, with gradient) or q (the code)."""

@@ -450,7 +450,7 @@ class ClusterNet(DeepClusteringMethod):
         return changed
 
     def _cluster_optimizer(self, run: Run) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.autoencoder_.parameters(), lr=run.knobs["lr"])
+        return parts.adam(self.autoencoder_.parameters(), lr=run.knobs["lr"])
 
     def _cluster_step(self, run: Run, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         k, s = run.knobs, self.settings_

@@ -207,7 +207,7 @@ class DCCF(AutoencoderMethod):
         return {"loss": l_crl, **out}
 
     def _pretrain_optimizer(self, run: Run) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.autoencoder_.parameters(), lr=run.knobs["lr"])
+        return parts.adam(self.autoencoder_.parameters(), lr=run.knobs["lr"])
 
     # ------------------------------------------------------------------ clustering
     def _cluster_start(self, run: Run) -> None:
@@ -219,7 +219,7 @@ class DCCF(AutoencoderMethod):
 
     def _cluster_optimizer(self, run: Run) -> torch.optim.Optimizer:
         params = list(self.autoencoder_.parameters()) + list(self.head_.parameters())
-        return torch.optim.Adam(params, lr=run.knobs["lr"])
+        return parts.adam(params, lr=run.knobs["lr"])
 
     def _cluster_step(self, run: Run, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         k = run.knobs

@@ -130,7 +130,7 @@ class IDEC(AutoencoderMethod):
 
     def _cluster_optimizer(self, run: Run) -> torch.optim.Optimizer:
         params = list(self.autoencoder_.parameters()) + list(self.head_.parameters())
-        return torch.optim.Adam(params, lr=run.knobs["lr"])
+        return parts.adam(params, lr=run.knobs["lr"])
 
     def _cluster_step(self, run: Run, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         k = run.knobs

@@ -241,9 +241,9 @@ class DECS(AutoencoderMethod):
         params = list(self.autoencoder_.parameters()) + list(self.head_.parameters())
         lr = float(s["cluster_lr"])
         if s["optimizer"] == "sgd":
-            opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+            opt = parts.sgd(params, lr=lr, momentum=0.9)
         else:
-            opt = torch.optim.Adam(params, lr=lr)
+            opt = parts.adam(params, lr=lr)
         return opt
 
     def _threshold(self, run: Run, q: torch.Tensor) -> torch.Tensor:

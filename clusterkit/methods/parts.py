@@ -1,4 +1,4 @@
-"""Parts that several methods assemble: batches (with augmentation), autoencoder
+"""Parts that several methods assemble: optimizers, batches (with augmentation), autoencoder
 pretraining, k-means initialisation of the centres, and the self-training target with its
 stop rule (DEC's recipe, which IDEC, the balanced method and DCCF all inherit)."""
 
@@ -12,6 +12,27 @@ from clusterkit import losses
 from clusterkit.augment import random_affine
 from clusterkit.engine import Phase, Run
 from clusterkit.knobs import Knob
+
+
+def _fused(make, params, **kw) -> torch.optim.Optimizer:
+    params = list(params)
+    if all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
+        return make(params, fused=True, **kw)
+    return make(params, **kw)  # torch checks fused kernels only at the first step
+
+
+def adam(params, lr: float) -> torch.optim.Optimizer:
+    """Adam with torch's fused kernel (CPU and CUDA): one pass over each parameter instead
+    of one per operation. The same update as ``torch.optim.Adam``'s default up to float
+    rounding; on a CPU the optimizer step is about 4x faster and an MLP autoencoder step
+    1.3x (``benchmarks/bench_optim.py``). Falls back to the default implementation where
+    torch has no fused kernel."""
+    return _fused(torch.optim.Adam, params, lr=lr)
+
+
+def sgd(params, lr: float, momentum: float = 0.9) -> torch.optim.Optimizer:
+    """SGD with momentum, fused where torch has the kernel (as :func:`adam`)."""
+    return _fused(torch.optim.SGD, params, lr=lr, momentum=momentum)
 
 
 def batch(run: Run, idx: torch.Tensor, augment: bool | None = None) -> torch.Tensor:
@@ -47,7 +68,7 @@ def pretrain_phase(ae_attr: str, epochs: int, batch_size: int = 256) -> Phase:
         return {"loss": rec, "rec": rec}
 
     def optimizer(run: Run) -> torch.optim.Optimizer:
-        return torch.optim.Adam(getattr(run.method, ae_attr).parameters(), lr=run.knobs["lr"])
+        return adam(getattr(run.method, ae_attr).parameters(), lr=run.knobs["lr"])
 
     return Phase("pretrain", epochs, step, optimizer, batch_size=batch_size, evaluate=False)
 
