@@ -34,7 +34,8 @@ torch), the script puts a stub in its place and says so.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_clustpy.py                    # 20 + 10 epochs, ~5 min
+    .venv/bin/python benchmarks/bench_clustpy.py              # 20 + 10 epochs, 3 seeds, ~5 min
+    .venv/bin/python benchmarks/bench_clustpy.py --seeds 0    # one seed, ~1.5 min
     .venv/bin/python benchmarks/bench_clustpy.py --pretrain-epochs 200 --cluster-epochs 100
 """
 
@@ -131,7 +132,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="clusterkit: steps between refreshes of the target P (default 20, "
                          "one epoch of mnist-5k)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of both libraries")
+    ap.add_argument("--seeds", default="0,1,2",
+                    help="comma-separated seeds of both libraries (default 0,1,2): initial "
+                         "weights, batches, k-means; every arm runs once per seed")
     args = ap.parse_args(argv)
     if args.pretrain_epochs < 1 or args.cluster_epochs < 1:
         ap.error("--pretrain-epochs and --cluster-epochs must be >= 1")
@@ -140,21 +143,60 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.lr > 0:
         ap.error("--lr must be > 0")
 
+    try:
+        seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+    except ValueError:
+        ap.error(f"--seeds must be comma-separated integers; got {args.seeds!r}")
+    if not seeds:
+        ap.error("--seeds needs at least one seed")
+
     deep, cp_note = import_clustpy()
     torch.set_num_threads(args.threads)
-    ds = datasets.load("mnist-5k", seed=args.seed)
-    X, y = ds.flat(), ds.y
     load0 = os.getloadavg()[0]
-    print(f"mnist-5k {X.shape}, {cp_note}, torch {torch.__version__}, "
+    print(f"mnist-5k, {cp_note}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s); {args.pretrain_epochs} pretraining + "
           f"{args.cluster_epochs} clustering epochs, batch {args.batch_size}, Adam lr "
-          f"{args.lr:g}; load average {load0:.2f}", flush=True)
+          f"{args.lr:g}; seeds {seeds}; load average {load0:.2f}", flush=True)
+    runs = [run_seed(args, deep, seed) for seed in seeds]
 
-    ck = dict(profile="demo", seed=args.seed, device="cpu", verbose=False, augment=False,
+    def cell(algo: str, lib: str, key: str) -> tuple[float, str]:
+        v = np.array([r[algo, lib][key] for r in runs])
+        sd = f"±{v.std(ddof=1):.3f}" if len(v) > 1 and key != "seconds" else ""
+        return float(v.mean()), sd
+
+    many = len(runs) > 1
+    print(f"\n{'mean over ' + str(len(runs)) + ' seeds' if many else '':<22}"
+          f"{'clusterkit':>30}   {'ClustPy':>30}   {'speed-up':>8}")
+    print(f"{'':<22}{'time':>8}{'ACC':>11}{'NMI':>11}   {'time':>8}{'ACC':>11}{'NMI':>11}   "
+          f"{'(CP/ck)':>8}")
+    total = {"clusterkit": 0.0, "clustpy": 0.0}
+    for algo in ("pretrain", "IDEC", "DEC"):
+        label = "AE + k-means" if algo == "pretrain" else f"{algo} (clustering)"
+        row = f"{label:<22}"
+        for lib in ("clusterkit", "clustpy"):
+            t, _ = cell(algo, lib, "seconds")
+            (acc, acc_sd), (nmi, nmi_sd) = cell(algo, lib, "acc"), cell(algo, lib, "nmi")
+            row += f"{t:7.1f}s{acc:6.3f}{acc_sd:<5}{nmi:6.3f}{nmi_sd:<5}   "
+            total[lib] += t
+        ratio = cell(algo, "clustpy", "seconds")[0] / cell(algo, "clusterkit", "seconds")[0]
+        row += f"{ratio:7.2f}x"
+        print(row)
+    print(f"{'total':<22}{total['clusterkit']:7.1f}s{'':22}   {total['clustpy']:7.1f}s{'':22}"
+          f"   {total['clustpy'] / total['clusterkit']:7.2f}x")
+    print(f"(speed-up > 1: clusterkit faster; times are means over the seeds; load average "
+          f"{load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end)")
+    return {f"{k[0]}/{k[1]}/{i}": v for i, r in enumerate(runs) for k, v in r.items()}
+
+
+def run_seed(args: argparse.Namespace, deep: types.ModuleType, seed: int) -> dict:
+    """Both libraries' pretraining, IDEC and DEC for one seed: {(algo, lib): scores}."""
+    ds = datasets.load("mnist-5k", seed=seed)
+    X, y = ds.flat(), ds.y
+    ck = dict(profile="demo", seed=seed, device="cpu", verbose=False, augment=False,
               lr=args.lr, batch_size=args.batch_size, update_interval=args.update_interval,
               tol=0.0, dims=(500, 500, 2000, 10))
     cp = dict(n_clusters=10, batch_size=args.batch_size, embedding_size=10, device="cpu",
-              random_state=args.seed, pretrain_optimizer_params={"lr": args.lr},
+              random_state=seed, pretrain_optimizer_params={"lr": args.lr},
               clustering_optimizer_params={"lr": args.lr}, optimizer_class=torch.optim.Adam,
               initial_clustering_params={"n_init": 20})
 
@@ -164,13 +206,11 @@ def main(argv: list[str] | None = None) -> dict:
     def cp_pre():
         return deep.DEC(pretrain_epochs=args.pretrain_epochs, clustering_epochs=0, **cp).fit(X)
 
-    res: dict[str, dict] = {}
+    res: dict[tuple[str, str], dict] = {}
     pre_k, t = timed(ck_pre)
     res["pretrain", "clusterkit"] = {"seconds": t, **score(y, pre_k.labels_)}
     pre_c, t = timed(cp_pre)
     res["pretrain", "clustpy"] = {"seconds": t, **score(y, pre_c.labels_)}
-    print(f"pretraining + k-means: clusterkit {res['pretrain', 'clusterkit']['seconds']:.1f} s, "
-          f"ClustPy {t:.1f} s", flush=True)
 
     def ck_fit(cls):
         return lambda: cls(10, pretrained=pre_k, pretrain_epochs=0,
@@ -189,26 +229,10 @@ def main(argv: list[str] | None = None) -> dict:
         m, t = timed(fn)
         labels = m.labels_ if lib == "clusterkit" else m.dec_labels_
         res[algo, lib] = {"seconds": t, **score(y, labels)}
-        print(f"{algo} clustering, {lib}: {t:.1f} s", flush=True)
-
-    print(f"\n{'':<22}{'clusterkit':>26}   {'ClustPy':>26}   {'speed-up':>8}")
-    print(f"{'':<22}{'time':>8}{'ACC':>9}{'NMI':>9}   {'time':>8}{'ACC':>9}{'NMI':>9}   "
-          f"{'(CP/ck)':>8}")
-    total = {"clusterkit": 0.0, "clustpy": 0.0}
-    for algo in ("pretrain", "IDEC", "DEC"):
-        a, b = res[algo, "clusterkit"], res[algo, "clustpy"]
-        label = "AE + k-means" if algo == "pretrain" else f"{algo} (clustering)"
-        print(f"{label:<22}{a['seconds']:7.1f}s{a['acc']:9.3f}{a['nmi']:9.3f}   "
-              f"{b['seconds']:7.1f}s{b['acc']:9.3f}{b['nmi']:9.3f}   "
-              f"{b['seconds'] / a['seconds']:7.2f}x")
-        total["clusterkit"] += a["seconds"]
-        total["clustpy"] += b["seconds"]
-    print(f"{'total':<22}{total['clusterkit']:7.1f}s{'':18}   {total['clustpy']:7.1f}s{'':18}"
-          f"   {total['clustpy'] / total['clusterkit']:7.2f}x")
-    print(f"(speed-up > 1: clusterkit faster; load average {load0:.2f} at the start, "
-          f"{os.getloadavg()[0]:.2f} at the end)")
-    return {f"{k[0]}/{k[1]}": v for k, v in res.items()}
-
+    print(f"seed {seed}: " + ", ".join(
+        f"{a} {lib} {v['seconds']:.1f} s ACC {v['acc']:.3f}" for (a, lib), v in res.items()),
+        flush=True)
+    return res
 
 if __name__ == "__main__":
     main()
