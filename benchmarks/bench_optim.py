@@ -41,17 +41,19 @@ def time_arm(make, batch: int, kind: str, fused: bool, steps: int) -> tuple[floa
     else:
         opt = torch.optim.Adam(model.parameters(), lr=1e-3) if kind == "adam" else \
             torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
-    t_opt = 0.0
-    for i in range(steps + 1):  # the first step is a warm-up (it creates the state)
-        if i == 1:
-            t0 = time.perf_counter()
-            t_opt = 0.0
+
+    def step() -> float:
+        """One training step; returns the seconds its optimizer update took."""
         loss = _loss(model, x)
         opt.zero_grad()
         loss.backward()
         t1 = time.perf_counter()
         opt.step()
-        t_opt += time.perf_counter() - t1
+        return time.perf_counter() - t1
+
+    step()  # warm-up: the first step creates the optimizer's state
+    t0 = time.perf_counter()
+    t_opt = sum(step() for _ in range(steps))
     return t_opt / steps, (time.perf_counter() - t0) / steps
 
 
