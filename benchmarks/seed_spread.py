@@ -31,14 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clusterkit import datasets, metrics  # noqa: E402
 from clusterkit.active import LabelOracle  # noqa: E402
-from clusterkit.methods import ActiveDeepClustering, ClusterNet  # noqa: E402
+from clusterkit.methods import DECS, ActiveDeepClustering, ClusterNet  # noqa: E402
 from clusterkit.methods.clusternet import partial_labels  # noqa: E402
 
 
-def adc(seed: int, subset: int | None, strategy: str, kw: dict) -> dict:
+def adc(seed: int, subset: int | None, strategy: str, kw: dict, pre_kw: dict) -> dict:
     ds = datasets.load("mnist-5k", subset=subset, seed=seed)
     t0 = time.perf_counter()
-    pre = ActiveDeepClustering(10, dec_epochs=0, seed=seed, device="cpu")
+    pre = ActiveDeepClustering(10, dec_epochs=0, seed=seed, device="cpu", **pre_kw)
     pre.fit_round(ds.X, None, y=ds.y)
     m = ActiveDeepClustering(10, strategy=strategy, pretrained=pre, seed=seed, device="cpu",
                              **kw)
@@ -48,13 +48,15 @@ def adc(seed: int, subset: int | None, strategy: str, kw: dict) -> dict:
             "acc": round(m.rounds_[-1]["acc"], 4), "seconds": round(time.perf_counter() - t0)}
 
 
-def clusternet(seed: int, subset: int | None, strategy: str, kw: dict) -> dict:
+def clusternet(seed: int, subset: int | None, strategy: str, kw: dict,
+               pre_kw: dict) -> dict:
     ds = datasets.load("mnist-5k", subset=subset, seed=seed)
     train, test = ds.split(0.1, seed)
     yp = partial_labels(train.y, 0.02, seed)
     t0 = time.perf_counter()
-    pre = ClusterNet(10, pretrain_epochs=20, cluster_epochs=0, augment=True, seed=seed,
-                     device="cpu", verbose=False).fit(train.X, yp, y=train.y)
+    pre = ClusterNet(10, **{"pretrain_epochs": 20, "augment": True, **pre_kw},
+                     cluster_epochs=0, seed=seed, device="cpu",
+                     verbose=False).fit(train.X, yp, y=train.y)
     m = ClusterNet(10, pretrained=pre, seed=seed, device="cpu", verbose=False,
                    snapshot_epochs=None, **kw)
     m.fit(train.X, yp, y=train.y, eval_set=(test.X, test.y))
@@ -64,7 +66,21 @@ def clusternet(seed: int, subset: int | None, strategy: str, kw: dict) -> dict:
             "seconds": round(time.perf_counter() - t0)}
 
 
-RUNS = {"adc": adc, "clusternet": clusternet}
+def decs(seed: int, subset: int | None, strategy: str, kw: dict, pre_kw: dict) -> dict:
+    ds = datasets.load("mnist-5k", subset=subset, seed=seed)
+    t0 = time.perf_counter()
+    pre = DECS(10, cluster_epochs=0, seed=seed, device="cpu", verbose=False,
+               snapshot_epochs=None, **pre_kw).fit(ds.X, y=ds.y)
+    t_pre = time.perf_counter() - t0
+    m = DECS(10, variant="code", pretrained=pre, seed=seed, device="cpu", verbose=False,
+             snapshot_epochs=None, **kw).fit(ds.X, y=ds.y)
+    return {"pretrain_acc": round(metrics.acc(ds.y, pre.labels_), 4),
+            "curve": [round(r["acc"], 3) for r in m.history_.epochs if "acc" in r],
+            "acc": round(metrics.acc(ds.y, m.labels_), 4),
+            "pretrain_seconds": round(t_pre), "seconds": round(time.perf_counter() - t0)}
+
+
+RUNS = {"adc": adc, "clusternet": clusternet, "decs": decs}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -75,21 +91,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--strategy", default="adc", choices=("adc", "random", "uncertain"),
                     help="adc only: the query strategy")
     ap.add_argument("--set", default="{}", help="JSON settings for the main method")
+    ap.add_argument("--pre", default="{}", help="JSON settings for the pretraining run")
     ap.add_argument("--subset", type=int, default=None, help="a smaller sample of mnist-5k")
     args = ap.parse_args(argv)
     try:
         kw = json.loads(args.set)
+        pre_kw = json.loads(args.pre)
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError as e:
         ap.error(f"--set must be a JSON object and --seeds integers: {e}")
-    if not isinstance(kw, dict) or not seeds or args.threads < 1:
-        ap.error("--set must be a JSON object, --seeds non-empty, --threads >= 1")
+    if not isinstance(kw, dict) or not isinstance(pre_kw, dict) or not seeds or args.threads < 1:
+        ap.error("--set and --pre must be JSON objects, --seeds non-empty, --threads >= 1")
     torch.set_num_threads(args.threads)
     out = []
     for seed in seeds:
         rec = {"method": args.method, "seed": seed, "threads": args.threads, "set": kw,
+               **({"pre": pre_kw} if pre_kw else {}),
                **({"strategy": args.strategy} if args.method == "adc" else {}),
-               **RUNS[args.method](seed, args.subset, args.strategy, kw)}
+               **RUNS[args.method](seed, args.subset, args.strategy, kw, pre_kw)}
         print(json.dumps(rec), flush=True)
         out.append(rec)
     accs = [r["acc"] for r in out]

@@ -117,6 +117,35 @@ def cluster_sizes(results: Mapping[str, np.ndarray], n_clusters: int | None = No
     return fig
 
 
+def size_curves(histories: Mapping[str, History], phase: str | None = "cluster") -> Figure:
+    """Cluster sizes over training, one panel per run: at each evaluated epoch the sizes are
+    sorted, and line r follows the r-th largest cluster. Clusters that die show as the
+    lowest lines falling to 0; the dashed line is the balanced size n / k."""
+    fig = Figure(figsize=(4.2 * len(histories), 3.2))
+    axes = fig.subplots(1, len(histories), squeeze=False, sharey=True)[0]
+    for ax, (name, h) in zip(axes, histories.items(), strict=True):
+        rows = [r for r in list(h.epochs)
+                if "sizes" in r and (phase is None or r["phase"] == phase)]
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if not rows:
+            ax.text(0.5, 0.5, "no cluster sizes recorded", ha="center", transform=ax.transAxes)
+            continue
+        e = np.array([r["epoch"] for r in rows])
+        sizes = np.sort(np.array([r["sizes"] for r in rows]), axis=1)[:, ::-1]  # (epochs, k)
+        k = sizes.shape[1]
+        colors = [(r / max(1, k - 1), 0.3, 1 - r / max(1, k - 1)) for r in range(k)]
+        for r in range(k):
+            ax.plot(e - e[0] + 1, sizes[:, r], color=colors[r], lw=1.2,
+                    label="largest" if r == 0 else "smallest" if r == k - 1 else None)
+        ax.axhline(sizes[0].sum() / k, color="k", ls="--", lw=0.8)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("cluster size (sorted)")
+    fig.tight_layout()
+    return fig
+
+
 def metrics_table(rows: Mapping[str, Mapping[str, float]],
                   keys: Sequence[str] = ("acc", "nmi", "ari", "ne")) -> str:
     """Plain-text table of results, one row per method."""
