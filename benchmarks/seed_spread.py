@@ -9,12 +9,15 @@ rather than one draw.
     python benchmarks/seed_spread.py adc --seeds 0 --strategy random
     python benchmarks/seed_spread.py clusternet --seeds 0,1,2 --threads 2
     python benchmarks/seed_spread.py clusternet --seeds 0 --set '{"lr": 0.0003}'
+    python benchmarks/seed_spread.py decs --seeds 0 --pre '{"pretrain_epochs": 80}'
 
 ``adc``: notebook 03's pseudo-pair pretraining, then ``ActiveDeepClustering.fit`` with a
 ``LabelOracle`` (T rounds, n/25 pairs each); ``clusternet``: notebook 02's 10 % held-out
 split, 2 % labels per class, 20 augmented pretraining epochs, then the fine-tuning run with
-``eval_set`` (held-out ACC per epoch). ``--set`` passes settings to the main method,
-``--subset`` a smaller stratified sample of mnist-5k for a quick check.
+``eval_set`` (held-out ACC per epoch); ``decs``: notebook 04's pretraining (``DECS`` with
+``cluster_epochs=0``), then the code variant from it (ACC per epoch). ``--set`` passes
+settings to the main method, ``--pre`` to the pretraining run, ``--subset`` a smaller
+stratified sample of mnist-5k for a quick check.
 """
 
 from __future__ import annotations
