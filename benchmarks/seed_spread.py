@@ -10,12 +10,14 @@ rather than one draw.
     python benchmarks/seed_spread.py clusternet --seeds 0,1,2 --threads 2
     python benchmarks/seed_spread.py clusternet --seeds 0 --set '{"lr": 0.0003}'
     python benchmarks/seed_spread.py decs --seeds 0 --pre '{"pretrain_epochs": 80}'
+    python benchmarks/seed_spread.py idec --seeds 0 --set '{"pretrain_epochs": 120}'
 
 ``adc``: notebook 03's pseudo-pair pretraining, then ``ActiveDeepClustering.fit`` with a
 ``LabelOracle`` (T rounds, n/25 pairs each); ``clusternet``: notebook 02's 10 % held-out
 split, 2 % labels per class, 20 augmented pretraining epochs, then the fine-tuning run with
 ``eval_set`` (held-out ACC per epoch); ``decs``: notebook 04's pretraining (``DECS`` with
-``cluster_epochs=0``), then the code variant from it (ACC per epoch). ``--set`` passes
+``cluster_epochs=0``), then the code variant from it (ACC per epoch); ``idec``: notebook
+04's IDEC baseline (40 pretraining and 20 clustering epochs unless ``--set``). ``--set`` passes
 settings to the main method, ``--pre`` to the pretraining run, ``--subset`` a smaller
 stratified sample of mnist-5k for a quick check.
 """
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clusterkit import datasets, metrics  # noqa: E402
 from clusterkit.active import LabelOracle  # noqa: E402
-from clusterkit.methods import DECS, ActiveDeepClustering, ClusterNet  # noqa: E402
+from clusterkit.methods import DECS, IDEC, ActiveDeepClustering, ClusterNet  # noqa: E402
 from clusterkit.methods.clusternet import partial_labels  # noqa: E402
 
 
@@ -83,7 +85,17 @@ def decs(seed: int, subset: int | None, strategy: str, kw: dict, pre_kw: dict) -
             "pretrain_seconds": round(t_pre), "seconds": round(time.perf_counter() - t0)}
 
 
-RUNS = {"adc": adc, "clusternet": clusternet, "decs": decs}
+def idec(seed: int, subset: int | None, strategy: str, kw: dict, pre_kw: dict) -> dict:
+    ds = datasets.load("mnist-5k", subset=subset, seed=seed)
+    t0 = time.perf_counter()
+    m = IDEC(10, **{"pretrain_epochs": 40, "cluster_epochs": 20, **kw}, seed=seed,
+             device="cpu", verbose=False, snapshot_epochs=None).fit(ds.X, y=ds.y)
+    return {"curve": [round(r["acc"], 3) for r in m.history_.epochs if "acc" in r],
+            "acc": round(metrics.acc(ds.y, m.labels_), 4),
+            "seconds": round(time.perf_counter() - t0)}
+
+
+RUNS = {"adc": adc, "clusternet": clusternet, "decs": decs, "idec": idec}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
