@@ -298,7 +298,8 @@ class PlainDECS(PlainLoop):
 
 
 class PlainClusterNet(PlainLoop):
-    """ClusterNet fine-tuning, λ = 1: each step the batch plus ``labeled_batch`` random
+    """ClusterNet fine-tuning, λ = 1 (the engine's annealed demo λ weighs the same terms, so
+    the work is the same): each step the batch plus ``labeled_batch`` random
     labeled points; pair KL + hinge (eqs 6-7) and k-means losses (eqs 4-5), labeled and
     unlabeled, plus reconstruction; then every centre follows its points' clean embedding
     (eqs 12-13); at each epoch's end the unlabeled points take their nearest centre."""

@@ -98,6 +98,9 @@ def test_annealing_schedule_eq17():
     m = ClusterNet(profile="paper")
     assert m.lambda_at(5) == 0.0 and m.lambda_at(40) == 1.0
     assert ClusterNet(profile="paper", anneal=False, lam=0.3).lambda_at(0) == 0.3
+    half = ClusterNet(profile="paper", lam=0.5)  # annealing ends at lam instead of 1
+    assert half.lambda_at(5) == 0.0 and half.lambda_at(40) == 0.5
+    assert half.lambda_at(22.5) == pytest.approx(0.25)
 
 
 def test_softmax_distance_is_eq16():

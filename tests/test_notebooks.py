@@ -49,12 +49,12 @@ DEMO_NOT_YET = {
                                   "ablation ties the full model: .9688 / .9688 in this "
                                   "session's demo run (fused Adam), .9720 / .9714 before; "
                                   "10, 20, 30 joint epochs: .966/.969, .975/.973, .971/.974",
-    "02_clusternet": "issue #7: held-out ACC .894 in this session's demo run (fused Adam), "
-                     ".912 before; seeds 1 / 2 at 2 threads .850 / .844, at 1 thread "
-                     ".828 / .804 (seeds 0 / 1): not reliably >= .90; cosine lr decay .822, "
-                     "40 epochs .814, lr 3e-4 .728/.702, 50 pretraining epochs .58/.56",
-    "04_sample_stability": "issue #9: ACC .795 in this session's demo run, .783 / .782 "
-                           "before: < .85 (above IDEC .723)",
+    "02_clusternet": "issue #7: held-out ACC .888 in this session's demo run (λ annealed "
+                     "to 0.5), .894 with λ -> 1; seeds 0 / 1 / 2 with λ -> 0.5: .922 / .838 / "
+                     ".846 at 1 thread, .888 / .864 / .862 at 2: not reliably >= .90",
+    "04_sample_stability": "issue #9: ACC .795 in this session's demo run (above IDEC .723 "
+                           "at 40 pretraining epochs), seeds 0 / 1 / 2 at 1 thread .734 / "
+                           ".758 / .750; 120 pretraining epochs: .790, but IDEC then .881",
     "05_contractive_focal": "issue #10: ACC .879 >= .85 in this session's demo run (fused "
                             "Adam), but focal only .8804 edges the full model (contractive "
                             "only .862, neither .870); .728 before; 1 thread, seeds 0 / 1 / "
