@@ -80,7 +80,7 @@ def decs(seed: int, subset: int | None, strategy: str, kw: dict, pre_kw: dict) -
     m = DECS(10, variant="code", pretrained=pre, seed=seed, device="cpu", verbose=False,
              snapshot_epochs=None, **kw).fit(ds.X, y=ds.y)
     return {"pretrain_acc": round(metrics.acc(ds.y, pre.labels_), 4),
-            "curve": [round(r["acc"], 3) for r in m.history_.epochs if "acc" in r],
+            "curve": [round(v, 3) for v in m.history_.curve("acc")[1]],
             "acc": round(metrics.acc(ds.y, m.labels_), 4),
             "pretrain_seconds": round(t_pre), "seconds": round(time.perf_counter() - t0)}
 
@@ -90,7 +90,7 @@ def idec(seed: int, subset: int | None, strategy: str, kw: dict, pre_kw: dict) -
     t0 = time.perf_counter()
     m = IDEC(10, **{"pretrain_epochs": 40, "cluster_epochs": 20, **kw}, seed=seed,
              device="cpu", verbose=False, snapshot_epochs=None).fit(ds.X, y=ds.y)
-    return {"curve": [round(r["acc"], 3) for r in m.history_.epochs if "acc" in r],
+    return {"curve": [round(v, 3) for v in m.history_.curve("acc")[1]],
             "acc": round(metrics.acc(ds.y, m.labels_), 4),
             "seconds": round(time.perf_counter() - t0)}
 
@@ -114,9 +114,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         pre_kw = json.loads(args.pre)
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError as e:
-        ap.error(f"--set must be a JSON object and --seeds integers: {e}")
+        ap.error(f"--set and --pre must be JSON objects and --seeds integers: {e}")
     if not isinstance(kw, dict) or not isinstance(pre_kw, dict) or not seeds or args.threads < 1:
         ap.error("--set and --pre must be JSON objects, --seeds non-empty, --threads >= 1")
+    if pre_kw and args.method == "idec":
+        ap.error("--pre does not apply to idec (its pretraining is part of the same fit): "
+                 "pass pretrain_epochs and the like with --set")
     torch.set_num_threads(args.threads)
     out = []
     for seed in seeds:
