@@ -18,6 +18,15 @@ and the date.
                                                -> ActiveDeepClustering.fit(oracle=LabelOracle)
     decs         04_sample_stability           DECS(cluster_epochs=0).fit -> DECS code / paper
     dccf         05_contractive_focal          DCCF(cluster_epochs=0).fit -> DCCF(pretrained)
+    balanced-ablation (table4)                 the balanced setup, then the full model and
+                 01, section 10                one model without each term (Table IV)
+    dccf-ablation (table5)                     DCCF pretraining, then both terms, one or
+                 05, the ablation grid         neither (Table 5)
+
+The ablations answer what the notebooks' demo runs cannot: whether each term helps by more
+than the spread between seeds, at the papers' scale (on mnist-5k in the demo profile, 5
+seeds, the gaps of L_r in 01 and of either term in 05 are smaller than that spread:
+``benchmarks/seed_spread.py balanced-ablation`` / ``dccf-ablation``).
 
 Deviations from the notebooks, none of which changes a result: no t-SNE snapshots
 (``snapshot_epochs=None``), no progress bars of the methods (``--verbose`` shows them).
@@ -126,6 +135,31 @@ def run_balanced(ds: Dataset, seed: int, cfg: dict) -> Rows:
     rec = _eval(ds.y, bal.labels_, k)
     rec["satisfied"] = float(cons.satisfied(bal.labels_).mean())
     return {"balanced (paper variant)": rec}
+
+
+BALANCED_ARMS = {"all three": {}, "no L_r": {"use_reconstruction": False},
+                 "no L_bal": {"use_balance": False}, "no L_semi": {"use_semi": False}}
+
+
+def run_balanced_ablation(ds: Dataset, seed: int, cfg: dict) -> Rows:
+    """01, Table IV: one pretraining and one constraint set, then the full model and each
+    model without one of its three terms (notebook 01's section 10)."""
+    from clusterkit.methods import IDEC, BalancedSemiSupervised
+
+    c, k, ov = _common(seed, cfg), ds.n_clusters, cfg["override"]
+    cons = BalancedSemiSupervised.make_constraints(ds.y, fraction=0.2, ml_ratio=0.5, seed=seed)
+    pre = IDEC(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}).fit(ds.X, y=ds.y)
+    out: Rows = {}
+    for row, off in BALANCED_ARMS.items():
+        m = BalancedSemiSupervised(k, variant="paper", pretrained=pre,
+                                   **{**c, **ov.get("cluster", {}), **off})
+        out[row] = _eval(ds.y, m.fit(ds.X, cons, y=ds.y).labels_, k)
+    return out
+
+
+def steps_balanced_ablation(n: int, e: dict) -> float:
+    joint = steps_balanced(n, {**e, "pretrain_epochs": 0})
+    return steps_balanced(n, e) + (len(BALANCED_ARMS) - 1) * joint
 
 
 def steps_balanced(n: int, e: dict) -> float:
@@ -239,6 +273,29 @@ def steps_dccf(n: int, e: dict) -> float:
     return spe * (e.get("pretrain_epochs", 100) + 3 * e.get("cluster_epochs", 200))
 
 
+DCCF_ARMS = {"neither term": {"use_contractive": False, "use_focal": False},
+             "contractive only": {"use_focal": False},
+             "focal only": {"use_contractive": False}, "DCCF (both)": {}}
+
+
+def run_dccf_ablation(ds: Dataset, seed: int, cfg: dict) -> Rows:
+    """05, Table 5: one pretraining, then DCCF with both, one or neither of its terms
+    (notebook 05's ablation grid)."""
+    from clusterkit.methods import DCCF
+
+    c, k, ov = _common(seed, cfg), ds.n_clusters, cfg["override"]
+    pre = DCCF(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}).fit(ds.X, y=ds.y)
+    return {row: _eval(ds.y, DCCF(k, pretrained=pre, **{**c, **ov.get("cluster", {}), **off})
+                       .fit(ds.X, y=ds.y).labels_, k)
+            for row, off in DCCF_ARMS.items()}
+
+
+def steps_dccf_ablation(n: int, e: dict) -> float:
+    """Two arms pay the contractive penalty (about 3x a plain step), two do not."""
+    spe = math.ceil(n / 256)
+    return spe * (e.get("pretrain_epochs", 100) + (2 * 3 + 2) * e.get("cluster_epochs", 200))
+
+
 _ONE = {"pre": {"pretrain_epochs": 1}, "cluster": {"cluster_epochs": 1}}
 EXPERIMENTS: list[Experiment] = [
     Experiment(
@@ -288,6 +345,31 @@ EXPERIMENTS: list[Experiment] = [
          "usps": {"DCCF": {"acc": .8553, "nmi": .8251}}},
         run_dccf, steps_dccf, 1000, _ONE),
 ]
+EXPERIMENTS += [
+    Experiment(
+        "balanced-ablation", "Balanced semi-supervised clustering: ablation (01)",
+        "Table IV (ACC/NMI/ARI/NE; mean over the authors' runs)", ("mnist", "usps"),
+        {"mnist": {"all three": {"acc": .9808, "nmi": .9452, "ari": .9580, "ne": .9994},
+                   "no L_r": {"acc": .9753, "nmi": .9325, "ari": .9462, "ne": .9940},
+                   "no L_bal": {"acc": .8834, "nmi": .9086, "ari": .8603, "ne": .9411},
+                   "no L_semi": {"acc": .8400, "nmi": .7991, "ari": .7456, "ne": .9995}},
+         "usps": {"all three": {"acc": .8759, "nmi": .8593, "ari": .8576, "ne": .9779},
+                  "no L_r": {"acc": .8614, "nmi": .8499, "ari": .8389, "ne": .9566},
+                  "no L_bal": {"acc": .6561, "nmi": .6826, "ari": .6304, "ne": .9582},
+                  "no L_semi": {"acc": .7396, "nmi": .7419, "ari": .6683, "ne": .9959}}},
+        run_balanced_ablation, steps_balanced_ablation, 600, _ONE, aliases=("table4",)),
+    Experiment(
+        "dccf-ablation", "DCCF: ablation (05)", "Table 5 (ACC/NMI)", ("mnist", "usps"),
+        {"mnist": {"neither term": {"acc": .8479, "nmi": .8230},
+                   "contractive only": {"acc": .9430, "nmi": .8865},
+                   "focal only": {"acc": .9159, "nmi": .8782},
+                   "DCCF (both)": {"acc": .9741, "nmi": .9332}},
+         "usps": {"neither term": {"acc": .7716, "nmi": .7929},
+                  "contractive only": {"acc": .7733, "nmi": .7967},
+                  "focal only": {"acc": .8044, "nmi": .8075},
+                  "DCCF (both)": {"acc": .8553, "nmi": .8251}}},
+        run_dccf_ablation, steps_dccf_ablation, 1000, _ONE, aliases=("table5",)),
+]
 BY_KEY = {e.key: e for e in EXPERIMENTS}
 ALIASES = {a: e.key for e in EXPERIMENTS for a in (e.key, *e.aliases)}
 FULL_N = {"mnist": 70_000, "fashion-mnist": 70_000, "usps": 9_298}
@@ -316,7 +398,7 @@ def estimate(exps: list[Experiment], seeds: int, device: str) -> tuple[float, li
                   for d in exp.datasets}
         s = seeds * sum(per_ds.values())
         total += s
-        lines.append(f"  {exp.key:<11} {_hours(s):>9}  (probe {t:.1f} s; per seed: "
+        lines.append(f"  {exp.key:<17} {_hours(s):>9}  (probe {t:.1f} s; per seed: "
                      + ", ".join(f"{d} {_hours(v)}" for d, v in per_ds.items()) + ")")
     return total, lines
 
@@ -494,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         slot["seconds"].append(secs)
         for row, rec in rows.items():
             slot["rows"].setdefault(row, []).append(rec)
-        tqdm.write(f"{exp.key:<10} {dname:<14} seed {seed}: " + "; ".join(
+        tqdm.write(f"{exp.key:<17} {dname:<14} seed {seed}: " + "; ".join(
             f"{row} ACC {rec['acc']:.4f} NMI {rec['nmi']:.4f}" for row, rec in rows.items())
             + f"  ({secs:.0f} s)")
     threads = (f"{torch.get_num_threads()} CPU thread(s)" if not device.startswith("cuda")

@@ -185,6 +185,10 @@ def test_bad_input_is_refused_at_the_door(digits):
         m.fit(bad)
     with pytest.raises(ValueError, match="larger than the number of samples"):
         tiny_idec().set_params(n_clusters=20).fit(X[:10])
+    with pytest.raises(ValueError, match="must be an integer"):
+        tiny_idec().set_params(n_clusters=10.0).fit(X)
+    with pytest.raises(ValueError, match="no samples"):
+        m.fit(X[:0])
     with pytest.raises(ValueError, match="one label per row"):
         m.fit(X, y=y[:10])
     with pytest.raises(ValueError, match="shape"):

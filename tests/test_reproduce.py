@@ -54,3 +54,19 @@ def test_bad_arguments_are_explained():
     assert p.returncode == 2 and "unknown experiment 'kmeans'" in p.stderr
     p = _run("--cpu", "--seeds", "0")
     assert p.returncode == 2 and "--seeds must be >= 1" in p.stderr
+
+
+def test_tiny_ablations_put_every_arm_beside_the_paper(tmp_path):
+    out = tmp_path / "ablations.md"
+    p = _run("--cpu", "--tiny", "--only", "table4,dccf-ablation", "--out", str(out))
+    assert p.returncode == 0, p.stderr[-2000:]
+    text = out.read_text()
+    assert "## Balanced semi-supervised clustering: ablation (01)" in text
+    for row, acc in (("all three", "98.08"), ("no L_r", "97.53"), ("no L_bal", "88.34"),
+                     ("no L_semi", "84.00")):
+        assert f"| mnist-5k [600] | {row} | ACC | {acc} |" in text, row
+    assert "## DCCF: ablation (05)" in text
+    for row, acc in (("neither term", "84.79"), ("contractive only", "94.30"),
+                     ("focal only", "91.59"), ("DCCF (both)", "97.41")):
+        assert f"| mnist-5k [1000] | {row} | ACC | {acc} |" in text, row
+    assert "## DCCF, contractive + focal (05)" not in text

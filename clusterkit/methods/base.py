@@ -138,8 +138,14 @@ class DeepClusteringMethod(ClusterMixin, BaseEstimator):
             bad = np.argwhere(~np.isfinite(X.reshape(len(X), -1)).all(1)).ravel()
             raise ValueError(f"X has NaN or infinite values in {len(bad)} rows (first: "
                              f"{bad[:5].tolist()}); drop or impute them first")
+        if len(X) == 0:
+            raise ValueError(f"X has no samples (shape {X.shape}); pass at least one row per "
+                             "cluster")
         k = getattr(self, "n_clusters", None)
         if k is not None and fitting:
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+                raise ValueError(f"n_clusters must be an integer; got {k!r} "
+                                 f"({type(k).__name__})")
             if int(k) < 1:
                 raise ValueError(f"n_clusters must be at least 1; got {k}")
             if int(k) > len(X):

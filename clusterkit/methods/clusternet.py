@@ -231,11 +231,10 @@ class ClusterNet(DeepClusteringMethod):
       shorter schedule, 20 + 30 epochs on randomly shifted and rotated digits (held-out
       ACC with 2 % labels, 1 thread, before the fused Adam: 0.800 without augmentation at
       20 epochs, 0.838 with it, 0.896 with it at 30 epochs); λ annealed to ``lam`` = 0.5,
-      not eq 17's 1: held-out ACC over seeds 0 / 1 / 2 at 1 thread .922 / .838 / .846
-      against .846 / .808 / .816 with λ -> 1, at 2 threads .888 / .864 / .862 against
-      .894 / .874 / .828 (mean .870 against .844; ``benchmarks/seed_spread.py
-      clusternet``): at full weight the unlabeled terms drift this short schedule's
-      embedding in its last epochs;
+      not eq 17's 1: held-out ACC over seeds 0 / 1 / 2 at 2 threads .888 / .864 / .862
+      against .894 / .874 / .828 with λ -> 1 (``benchmarks/seed_spread.py clusternet``),
+      at 1 thread .898 / .878 / .894 against .846 / .808 / .816: at full weight the
+      unlabeled terms drift this short schedule's embedding in its last epochs;
     - ``paper``: §5.1: pretraining 100 epochs, fine-tuning 60, Adam 1e-4, T1 = 5, T2 = 40.
 
     Knobs: ``lr``, ``augment``, ``margin``, ``T1``, ``T2``, ``anneal`` (λ from 0 to ``lam``
