@@ -110,51 +110,54 @@ def idec(seed: int, subset: int | None, strategy: str, kw: dict, pre_kw: dict) -
             "seconds": round(time.perf_counter() - t0)}
 
 
-def _ablation(ds, fit_arm, arms: dict[str, dict]) -> dict:
-    """Every arm from the same pretrained model: ACC of each, and full minus each ablation."""
+def _ablation(seed: int, subset: int | None, pretrain, fit_arm,
+              arms: dict[str, dict]) -> dict:
+    """One pretraining (``pretrain(ds)``), then every arm from it (``fit_arm(ds, pre, kw)``
+    returns labels): ACC of each arm, and full minus each ablation."""
+    ds = datasets.load("mnist-5k", subset=subset, seed=seed)
     t0 = time.perf_counter()
-    acc = {name: round(metrics.acc(ds.y, fit_arm(kw)), 4) for name, kw in arms.items()}
-    return {"acc": acc["full"], "arms": acc,
+    pre = pretrain(ds)
+    t1 = time.perf_counter()
+    acc = {name: round(metrics.acc(ds.y, fit_arm(ds, pre, kw)), 4) for name, kw in arms.items()}
+    return {"pretrain_acc": round(metrics.acc(ds.y, pre.labels_), 4), "acc": acc["full"],
+            "arms": acc,
             "full_minus": {n: round(acc["full"] - a, 4) for n, a in acc.items() if n != "full"},
-            "arm_seconds": round(time.perf_counter() - t0)}
+            "arm_seconds": round(time.perf_counter() - t1),
+            "seconds": round(time.perf_counter() - t0)}
 
 
 def balanced_ablation(seed: int, subset: int | None, strategy: str, kw: dict,
                       pre_kw: dict) -> dict:
-    ds = datasets.load("mnist-5k", subset=subset, seed=seed)
-    t0 = time.perf_counter()
-    pre = IDEC(10, cluster_epochs=0, seed=seed, device="cpu", verbose=False,
-               snapshot_epochs=None, **pre_kw).fit(ds.X, y=ds.y)
-    cons = BalancedSemiSupervised.make_constraints(ds.y, fraction=0.2, ml_ratio=0.5, seed=seed)
+    def pretrain(ds):
+        return IDEC(10, cluster_epochs=0, seed=seed, device="cpu", verbose=False,
+                    snapshot_epochs=None, **pre_kw).fit(ds.X, y=ds.y)
 
-    def fit_arm(off: dict) -> np.ndarray:
+    def fit_arm(ds, pre, off: dict) -> np.ndarray:
+        cons = BalancedSemiSupervised.make_constraints(ds.y, fraction=0.2, ml_ratio=0.5,
+                                                       seed=seed)
         return BalancedSemiSupervised(10, variant="paper", pretrained=pre, seed=seed,
                                       device="cpu", verbose=False, snapshot_epochs=None,
                                       **kw, **off).fit(ds.X, cons, y=ds.y).labels_
 
-    out = _ablation(ds, fit_arm, {"full": {}, "no_rec": {"use_reconstruction": False},
-                                  "no_bal": {"use_balance": False},
-                                  "no_semi": {"use_semi": False}})
-    return {"pretrain_acc": round(metrics.acc(ds.y, pre.labels_), 4), **out,
-            "seconds": round(time.perf_counter() - t0)}
+    return _ablation(seed, subset, pretrain, fit_arm, {
+        "full": {}, "no_rec": {"use_reconstruction": False}, "no_bal": {"use_balance": False},
+        "no_semi": {"use_semi": False}})
 
 
 def dccf_ablation(seed: int, subset: int | None, strategy: str, kw: dict,
                   pre_kw: dict) -> dict:
-    ds = datasets.load("mnist-5k", subset=subset, seed=seed)
-    t0 = time.perf_counter()
-    pre = DCCF(10, cluster_epochs=0, seed=seed, device="cpu", verbose=False,
-               snapshot_epochs=None, **pre_kw).fit(ds.X, y=ds.y)
+    def pretrain(ds):
+        return DCCF(10, cluster_epochs=0, seed=seed, device="cpu", verbose=False,
+                    snapshot_epochs=None, **pre_kw).fit(ds.X, y=ds.y)
 
-    def fit_arm(off: dict) -> np.ndarray:
+    def fit_arm(ds, pre, off: dict) -> np.ndarray:
         return DCCF(10, pretrained=pre, seed=seed, device="cpu", verbose=False,
                     snapshot_epochs=None, **kw, **off).fit(ds.X, y=ds.y).labels_
 
-    out = _ablation(ds, fit_arm, {"full": {}, "focal_only": {"use_contractive": False},
-                                  "contractive_only": {"use_focal": False},
-                                  "neither": {"use_focal": False, "use_contractive": False}})
-    return {"pretrain_acc": round(metrics.acc(ds.y, pre.labels_), 4), **out,
-            "seconds": round(time.perf_counter() - t0)}
+    return _ablation(seed, subset, pretrain, fit_arm, {
+        "full": {}, "focal_only": {"use_contractive": False},
+        "contractive_only": {"use_focal": False},
+        "neither": {"use_focal": False, "use_contractive": False}})
 
 
 RUNS = {"adc": adc, "clusternet": clusternet, "decs": decs, "idec": idec,
