@@ -344,8 +344,6 @@ EXPERIMENTS: list[Experiment] = [
          "fashion-mnist": {"DCCF": {"acc": .6212, "nmi": .6458}},
          "usps": {"DCCF": {"acc": .8553, "nmi": .8251}}},
         run_dccf, steps_dccf, 1000, _ONE),
-]
-EXPERIMENTS += [
     Experiment(
         "balanced-ablation", "Balanced semi-supervised clustering: ablation (01)",
         "Table IV (ACC/NMI/ARI/NE; mean over the authors' runs)", ("mnist", "usps"),

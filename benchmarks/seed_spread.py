@@ -41,6 +41,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reproduce import BALANCED_ARMS, DCCF_ARMS  # noqa: E402  (the ablation arms, one list)
 
 from clusterkit import datasets, metrics  # noqa: E402
 from clusterkit.active import LabelOracle  # noqa: E402
@@ -110,54 +113,47 @@ def idec(seed: int, subset: int | None, strategy: str, kw: dict, pre_kw: dict) -
             "seconds": round(time.perf_counter() - t0)}
 
 
-def _ablation(seed: int, subset: int | None, pretrain, fit_arm,
-              arms: dict[str, dict]) -> dict:
-    """One pretraining (``pretrain(ds)``), then every arm from it (``fit_arm(ds, pre, kw)``
-    returns labels): ACC of each arm, and full minus each ablation."""
+def _ablation(seed: int, subset: int | None, setup, arms: dict[str, dict]) -> dict:
+    """``setup(ds)`` pretrains once and returns ``(pre, fit_arm)``; ``fit_arm(kw)`` trains one
+    arm from it and returns its labels. The full model is the arm without settings.
+    Returns the ACC of each arm, and full minus each ablation."""
     ds = datasets.load("mnist-5k", subset=subset, seed=seed)
     t0 = time.perf_counter()
-    pre = pretrain(ds)
+    pre, fit_arm = setup(ds)
     t1 = time.perf_counter()
-    acc = {name: round(metrics.acc(ds.y, fit_arm(ds, pre, kw)), 4) for name, kw in arms.items()}
-    return {"pretrain_acc": round(metrics.acc(ds.y, pre.labels_), 4), "acc": acc["full"],
+    acc = {name: round(metrics.acc(ds.y, fit_arm(kw)), 4) for name, kw in arms.items()}
+    full = next(name for name, kw in arms.items() if not kw)
+    return {"pretrain_acc": round(metrics.acc(ds.y, pre.labels_), 4), "acc": acc[full],
             "arms": acc,
-            "full_minus": {n: round(acc["full"] - a, 4) for n, a in acc.items() if n != "full"},
+            "full_minus": {n: round(acc[full] - a, 4) for n, a in acc.items() if n != full},
             "arm_seconds": round(time.perf_counter() - t1),
             "seconds": round(time.perf_counter() - t0)}
 
 
 def balanced_ablation(seed: int, subset: int | None, strategy: str, kw: dict,
                       pre_kw: dict) -> dict:
-    def pretrain(ds):
-        return IDEC(10, cluster_epochs=0, seed=seed, device="cpu", verbose=False,
-                    snapshot_epochs=None, **pre_kw).fit(ds.X, y=ds.y)
-
-    def fit_arm(ds, pre, off: dict) -> np.ndarray:
+    def setup(ds):
+        pre = IDEC(10, cluster_epochs=0, seed=seed, device="cpu", verbose=False,
+                   snapshot_epochs=None, **pre_kw).fit(ds.X, y=ds.y)
         cons = BalancedSemiSupervised.make_constraints(ds.y, fraction=0.2, ml_ratio=0.5,
                                                        seed=seed)
-        return BalancedSemiSupervised(10, variant="paper", pretrained=pre, seed=seed,
-                                      device="cpu", verbose=False, snapshot_epochs=None,
-                                      **kw, **off).fit(ds.X, cons, y=ds.y).labels_
+        return pre, lambda off: BalancedSemiSupervised(
+            10, variant="paper", pretrained=pre, seed=seed, device="cpu", verbose=False,
+            snapshot_epochs=None, **kw, **off).fit(ds.X, cons, y=ds.y).labels_
 
-    return _ablation(seed, subset, pretrain, fit_arm, {
-        "full": {}, "no_rec": {"use_reconstruction": False}, "no_bal": {"use_balance": False},
-        "no_semi": {"use_semi": False}})
+    return _ablation(seed, subset, setup, BALANCED_ARMS)
 
 
 def dccf_ablation(seed: int, subset: int | None, strategy: str, kw: dict,
                   pre_kw: dict) -> dict:
-    def pretrain(ds):
-        return DCCF(10, cluster_epochs=0, seed=seed, device="cpu", verbose=False,
-                    snapshot_epochs=None, **pre_kw).fit(ds.X, y=ds.y)
+    def setup(ds):
+        pre = DCCF(10, cluster_epochs=0, seed=seed, device="cpu", verbose=False,
+                   snapshot_epochs=None, **pre_kw).fit(ds.X, y=ds.y)
+        return pre, lambda off: DCCF(10, pretrained=pre, seed=seed, device="cpu",
+                                     verbose=False, snapshot_epochs=None, **kw,
+                                     **off).fit(ds.X, y=ds.y).labels_
 
-    def fit_arm(ds, pre, off: dict) -> np.ndarray:
-        return DCCF(10, pretrained=pre, seed=seed, device="cpu", verbose=False,
-                    snapshot_epochs=None, **kw, **off).fit(ds.X, y=ds.y).labels_
-
-    return _ablation(seed, subset, pretrain, fit_arm, {
-        "full": {}, "focal_only": {"use_contractive": False},
-        "contractive_only": {"use_focal": False},
-        "neither": {"use_focal": False, "use_contractive": False}})
+    return _ablation(seed, subset, setup, DCCF_ARMS)
 
 
 RUNS = {"adc": adc, "clusternet": clusternet, "decs": decs, "idec": idec,
