@@ -44,16 +44,26 @@ minutes on a CPU; its rows are not comparable with the papers' numbers.
     make reproduce ARGS="--cpu --tiny"               # CPU: the tiny setting (minutes)
     .venv/bin/python benchmarks/reproduce.py --only tour,dccf --seeds 5
     .venv/bin/python benchmarks/reproduce.py --estimate   # only the CPU estimate
+    .venv/bin/python benchmarks/reproduce.py --budget 6   # what fits in 6 minutes, then stop
+
+Piecewise: every finished run (experiment, dataset, seed) goes into a JSON record
+(``--results``, default the table's path with ``.json``) at once, and the table is written
+from the whole record; runs already recorded are skipped (``--redo`` repeats them). Runs go
+breadth first (seed 0 of every experiment on MNIST first), and ``--budget`` starts only
+those expected to end in time. So GPU sessions of a few minutes each add up to the tables:
+``benchmarks/gpu_session.sh`` is the one call such a session makes.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -374,30 +384,49 @@ FULL_N = {"mnist": 70_000, "fashion-mnist": 70_000, "usps": 9_298}
 
 
 # ---------------------------------------------------------------------- estimate
-def probe_seconds(exp: Experiment, device: str) -> float:
+def _probe_settings(exp: Experiment, factor: int) -> dict[str, Any]:
+    """The experiment's probe overrides with every epoch count (and ADC's rounds) times
+    ``factor``."""
+    def scale(d: dict) -> dict:
+        return {k: v * factor if isinstance(v, int) and (k.endswith("epochs") or k == "rounds")
+                else v for k, v in d.items()}
+    return {k: scale(v) if isinstance(v, dict) else v for k, v in exp.probe.items()}
+
+
+def probe_seconds(exp: Experiment, device: str, factor: int = 1) -> tuple[float, float]:
     """Wall time of ``exp`` with its paper-profile models on ``PROBE_N`` samples of
-    mnist-5k, one epoch of each phase (ADC: one round)."""
+    mnist-5k, ``factor`` epochs of each phase (ADC: rounds), and the weighted steps that
+    took (``exp.steps`` of those settings)."""
     ds = datasets.load("mnist-5k", subset=PROBE_N, seed=0)
-    cfg = {"profile": "paper", "device": device, "verbose": False, "override": exp.probe}
+    probe = _probe_settings(exp, factor)
+    cfg = {"profile": "paper", "device": device, "verbose": False, "override": probe}
     t0 = time.perf_counter()
     exp.run(ds, 0, cfg)
-    return time.perf_counter() - t0
+    flat = {k: v for d in probe.values() if isinstance(d, dict) for k, v in d.items()}
+    return time.perf_counter() - t0, exp.steps(PROBE_N, flat)
+
+
+def probe_rate(exp: Experiment, device: str) -> tuple[float, float]:
+    """(seconds per weighted step, fixed seconds) of ``exp`` on ``device``, from two probes
+    (one and two epochs of each phase): the difference removes what does not grow with the
+    steps (model building, k-means, CUDA's start), which on a GPU is most of a short probe."""
+    t1, s1 = probe_seconds(exp, device, 1)
+    t2, s2 = probe_seconds(exp, device, 2)
+    rate = (t2 - t1) / (s2 - s1) if t2 > t1 and s2 > s1 else t2 / s2
+    return rate, max(0.0, t1 - rate * s1)
 
 
 def estimate(exps: list[Experiment], seeds: int, device: str) -> tuple[float, list[str]]:
-    """Seconds the full run of ``exps`` would take on ``device`` (extrapolated from a probe
+    """Seconds the full run of ``exps`` would take on ``device`` (extrapolated from probes
     of each) and one line per experiment."""
     total, lines = 0.0, []
     for exp in exps:
-        t = probe_seconds(exp, device)
-        probe_e = {k: v for d in exp.probe.values() if isinstance(d, dict)
-                   for k, v in d.items()}
-        per_ds = {d: t * exp.steps(FULL_N[d], {}) / exp.steps(PROBE_N, probe_e)
-                  for d in exp.datasets}
+        rate, fixed = probe_rate(exp, device)
+        per_ds = {d: fixed + rate * exp.steps(FULL_N[d], {}) for d in exp.datasets}
         s = seeds * sum(per_ds.values())
         total += s
-        lines.append(f"  {exp.key:<17} {_hours(s):>9}  (probe {t:.1f} s; per seed: "
-                     + ", ".join(f"{d} {_hours(v)}" for d, v in per_ds.items()) + ")")
+        lines.append(f"  {exp.key:<17} {_hours(s):>9}  ({1e3 * rate:.2f} ms a step; per "
+                     f"seed: " + ", ".join(f"{d} {_hours(v)}" for d, v in per_ds.items()) + ")")
     return total, lines
 
 
@@ -418,18 +447,32 @@ def _fmt(vals: list[float]) -> str:
     return f"{100 * statistics.mean(vals):.2f} ± {100 * statistics.stdev(vals):.2f}"
 
 
-def write_table(path: Path, results: dict, meta: dict) -> None:
-    """The Markdown table: per paper, dataset and row, paper vs ours (%) and time."""
-    lines = [f"# The papers' tables, reproduced{' (TINY SETTING)' if meta['tiny'] else ''}",
+def write_table(path: Path, records: list[dict], tiny: bool) -> None:
+    """The Markdown table of the recorded runs: per paper, dataset and row, the paper's number
+    beside ours (%, mean ± std over the seeds recorded) and the time."""
+    results = records_to_results(records)
+
+    def uniq(key: str) -> list[str]:
+        return sorted({str(r.get(key, "?")) for r in records})
+
+    dates = uniq("date")
+    seeds = sorted({int(r["seed"]) for r in records})
+    total = sum(float(r["seconds"]) for r in records)
+    lines = [f"# The papers' tables, reproduced{' (TINY SETTING)' if tiny else ''}",
              "",
-             f"- device: **{meta['device']}**; torch {torch.__version__}; "
-             f"{platform.python_version()}; {meta['threads']}",
-             f"- date: {meta['date']}; seeds: {', '.join(map(str, meta['seeds']))}; "
-             f"profile: `{meta['profile']}`; total time {_hours(meta['seconds'])}",
-             f"- command: `{meta['command']}`",
-             "- numbers in %: the paper's, then ours as mean ± std over the seeds; time: "
-             "wall seconds per seed (mean), all runs of the experiment on that dataset", ""]
-    if meta["tiny"]:
+             f"- device: {', '.join(f'**{d}**' for d in uniq('device'))}; torch "
+             f"{', '.join(uniq('torch'))}; Python {platform.python_version()}; "
+             f"{', '.join(uniq('threads'))}",
+             f"- {len(records)} run(s), {dates[0]}" + (f" to {dates[-1]}" if len(dates) > 1
+                                                        else "")
+             + f"; seeds: {', '.join(map(str, seeds))}; profile: "
+             f"`{', '.join(uniq('profile'))}`; time of all runs {_hours(total)}; commit "
+             f"{', '.join(uniq('commit'))}",
+             *(f"- command: `{c}`" for c in uniq("command")),
+             "- numbers in %: the paper's, then ours as mean ± std over the seeds recorded "
+             "(column n); time: wall seconds per seed (mean), all runs of the experiment on "
+             "that dataset", ""]
+    if tiny:
         lines += ["> Tiny setting: the notebooks' `smoke` profile on small subsets of "
                   "mnist-5k, one seed. It checks that every path runs; its numbers are "
                   "**not** comparable with the papers' (shown for the layout only).", ""]
@@ -437,10 +480,10 @@ def write_table(path: Path, results: dict, meta: dict) -> None:
         if exp.key not in results:
             continue
         lines += [f"## {exp.title}", "", f"Paper: {exp.source}.", "",
-                  "| dataset | method | metric | paper | ours | time (s) |",
-                  "|---|---|---|---|---|---|"]
+                  "| dataset | method | metric | paper | ours | time (s) | n |",
+                  "|---|---|---|---|---|---|---|"]
         for dname, rows in results[exp.key].items():
-            ref_ds = "mnist" if meta["tiny"] else dname
+            ref_ds = "mnist" if tiny else dname
             for row, r in rows["rows"].items():
                 ref = exp.reported.get(ref_ds, {}).get(row, {})
                 keys = list(ref) or ["acc", "nmi"]
@@ -448,11 +491,75 @@ def write_table(path: Path, results: dict, meta: dict) -> None:
                     ours = [v[key] for v in r if key in v]
                     paper = f"{100 * ref[key]:.2f}" if key in ref else "–"
                     t = f"{statistics.mean(rows['seconds']):.0f}" if j == 0 else ""
+                    n = str(len(ours)) if j == 0 else ""
                     lines.append(f"| {dname if j == 0 else ''} | {row if j == 0 else ''} | "
-                                 f"{key.upper()} | {paper} | {_fmt(ours)} | {t} |")
+                                 f"{key.upper()} | {paper} | {_fmt(ours)} | {t} | {n} |")
         lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
+
+
+# ---------------------------------------------------------------------- runs on disk
+def job_key(exp_key: str, dataset: str, seed: int, profile: str) -> str:
+    return f"{exp_key}|{dataset}|{seed}|{profile}"
+
+
+def load_records(path: Path) -> list[dict]:
+    """The runs recorded so far in ``path`` (a JSON list; none when it does not exist)."""
+    if not path.exists():
+        return []
+    try:
+        recs = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"reproduce: {path} is not valid JSON ({e}); move it away or pass "
+                         f"another --results") from e
+    if not isinstance(recs, list) or not all(isinstance(r, dict) and "key" in r for r in recs):
+        raise SystemExit(f"reproduce: {path} does not hold a list of runs; move it away or "
+                         f"pass another --results")
+    return recs
+
+
+def save_records(path: Path, recs: list[dict]) -> None:
+    """Write the runs atomically (a run killed mid-write leaves the previous file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(recs, indent=1, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def records_to_results(recs: list[dict]) -> dict[str, dict[str, dict]]:
+    """``{experiment: {dataset: {"rows": {row: [metrics per seed]}, "seconds": [...]}}}``."""
+    results: dict[str, dict[str, dict]] = {}
+    for r in sorted(recs, key=lambda r: r["seed"]):
+        slot = results.setdefault(r["experiment"], {}).setdefault(
+            r["dataset"], {"rows": {}, "seconds": []})
+        slot["seconds"].append(r["seconds"])
+        for row, rec in r["rows"].items():
+            slot["rows"].setdefault(row, []).append(rec)
+    return results
+
+
+def git_commit() -> str:
+    if os.environ.get("CLUSTERKIT_COMMIT"):
+        return os.environ["CLUSTERKIT_COMMIT"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                             capture_output=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def job_order(exps: list[Experiment], seeds: int, tiny: bool,
+              keep: set[str] | None) -> list[tuple[Experiment, str, int]]:
+    """Every (experiment, dataset, seed), breadth first: seed 0 of every experiment on its
+    first dataset (MNIST), then on its second, ..., then seed 1, so that a run cut short by
+    ``--budget`` has one number for each paper rather than many seeds of one."""
+    names = {e.key: (["mnist-5k"] if tiny else
+                     [d for d in e.datasets if keep is None or d in keep]) for e in exps}
+    width = max((len(v) for v in names.values()), default=0)
+    return [(e, names[e.key][i], s) for s in range(seeds) for i in range(width)
+            for e in exps if i < len(names[e.key])]
 
 
 # ---------------------------------------------------------------------- main
@@ -486,6 +593,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="torch CPU threads (default 1 on a CPU run: steadier on a shared "
                          "machine; torch's choice on a GPU run)")
     ap.add_argument("--verbose", action="store_true", help="the methods' own progress bars")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="JSON record of every finished run (default: the table's path with "
+                         ".json). Runs recorded there are not run again (see --redo) and the "
+                         "table is written from all of them, so a reproduction can be done "
+                         "piecewise, one GPU session at a time")
+    ap.add_argument("--redo", action="store_true",
+                    help="run again the runs that --results already holds (replacing them)")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="minutes: start only the runs that the probe's estimate says will "
+                         "end within this time (the others are listed as left to do); the "
+                         "record and the table are written after every run")
     a = ap.parse_args(argv)
     keys = []
     for name in (a.only.split(",") if a.only else list(BY_KEY)):
@@ -506,6 +624,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         a.seeds = 1 if a.tiny else 3
     if a.seeds < 1:
         ap.error("--seeds must be >= 1")
+    if a.budget is not None and not a.budget > 0:
+        ap.error(f"--budget must be a positive number of minutes; got {a.budget}")
     if a.threads is not None and a.threads < 1:
         ap.error("--threads must be >= 1")
     if a.device not in ("auto", "cpu", "cuda") and not a.device.startswith("cuda:"):
@@ -542,50 +662,95 @@ def main(argv: list[str] | None = None) -> int:
     if a.tiny and out.resolve() == DEFAULT_OUT.resolve():
         print(f"reproduce: refusing to write a --tiny table over {DEFAULT_OUT}", file=sys.stderr)
         return 2
+    store = a.results or out.with_suffix(".json")
+    if a.tiny and store.resolve() == DEFAULT_OUT.with_suffix(".json").resolve():
+        print(f"reproduce: refusing to record --tiny runs in {store}", file=sys.stderr)
+        return 2
     from tqdm.auto import tqdm
 
-    cfg = {"profile": "smoke" if a.tiny else "paper", "device": device, "verbose": a.verbose,
-           "override": {}}
-    jobs = []
-    for exp in a.experiments:
-        names = ["mnist-5k"] if a.tiny else [d for d in exp.datasets
-                                             if a.keep is None or d in a.keep]
-        jobs += [(exp, d, s) for d in names for s in range(a.seeds)]
+    profile = "smoke" if a.tiny else "paper"
+    cfg = {"profile": profile, "device": device, "verbose": a.verbose, "override": {}}
+    jobs = job_order(a.experiments, a.seeds, a.tiny, a.keep)
     if not jobs:
         print("reproduce: nothing to run (check --only and --datasets)", file=sys.stderr)
         return 2
+    # a --tiny run is a check of the code: it starts afresh unless given a --results to go on
+    records = [] if a.tiny and a.results is None else load_records(store)
+    done = {r["key"] for r in records}
+    if a.redo:
+        redo = {job_key(e.key, d, s, profile) for e, d, s in jobs}
+        records = [r for r in records if r["key"] not in redo]
+        done -= redo
+    todo = [j for j in jobs if job_key(j[0].key, j[1], j[2], profile) not in done]
+    if len(todo) < len(jobs):
+        print(f"reproduce: {len(jobs) - len(todo)} of {len(jobs)} run(s) are already in "
+              f"{store} and are kept (--redo runs them again)", file=sys.stderr)
     dev_name = torch.cuda.get_device_name() if device.startswith("cuda") else (
         f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
-    results: dict[str, dict[str, dict]] = {}
+    threads = (f"{torch.get_num_threads()} CPU thread(s)" if not device.startswith("cuda")
+               else "CUDA")
     t_all = time.perf_counter()
+    guess: dict[tuple[str, str], float] = {}
+    if a.budget is not None and not a.tiny and todo:
+        print(f"reproduce: probing {len(a.experiments)} experiment(s) on {device} for the "
+              f"budget of {a.budget:g} min...", file=sys.stderr, flush=True)
+        timed: dict[tuple[str, str], list[float]] = {}
+        for r in records:  # an earlier run on this device is the best guess
+            if r["device"] == dev_name and r["profile"] == profile:
+                timed.setdefault((r["experiment"], r["dataset"]), []).append(r["seconds"])
+        for exp in {j[0].key: j[0] for j in todo}.values():
+            if all((exp.key, d) in timed for _, d, _ in [j for j in todo if j[0] is exp]):
+                continue
+            rate, fixed = probe_rate(exp, device)
+            for d in exp.datasets:
+                guess[exp.key, d] = fixed + rate * exp.steps(FULL_N[d], {})
+        guess.update({k: statistics.mean(v) for k, v in timed.items()})
+    commit = git_commit()
+    command = "python benchmarks/reproduce.py " + " ".join(argv if argv is not None
+                                                         else sys.argv[1:])
     loaded: dict[tuple[str, int | None], Dataset] = {}
-    bar = tqdm(jobs, desc="reproduce", unit="run")
+    skipped: list[str] = []
+    bar = tqdm(todo, desc="reproduce", unit="run")
     for exp, dname, seed in bar:
-        bar.set_postfix_str(f"{exp.key} {dname} seed {seed}")
+        what = f"{exp.key} {dname} seed {seed}"
+        if a.budget is not None:
+            left = 60 * a.budget - (time.perf_counter() - t_all)
+            need = guess.get((exp.key, dname))
+            if left <= 0 or (need is not None and 1.25 * need > left):
+                skipped.append(what + ("" if need is None else f" (about {_hours(need)})"))
+                continue
+        bar.set_postfix_str(what)
         sub = exp.tiny_n if a.tiny else None
         if (dname, sub) not in loaded:
-            loaded = {(dname, sub): datasets.load(dname, subset=sub, seed=0)}
+            loaded[dname, sub] = datasets.load(dname, subset=sub, seed=0)
         ds = loaded[dname, sub]
         t0 = time.perf_counter()
         rows = exp.run(ds, seed, cfg)
         secs = time.perf_counter() - t0
         label = f"{dname} [{len(ds)}]" if a.tiny else dname
-        slot = results.setdefault(exp.key, {}).setdefault(label, {"rows": {}, "seconds": []})
-        slot["seconds"].append(secs)
-        for row, rec in rows.items():
-            slot["rows"].setdefault(row, []).append(rec)
+        records.append({"key": job_key(exp.key, dname, seed, profile), "experiment": exp.key,
+                        "dataset": label, "seed": seed, "profile": profile,
+                        "rows": rows, "seconds": round(secs, 2), "device": dev_name,
+                        "threads": threads, "torch": torch.__version__, "commit": commit,
+                        "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+                        "command": command})
+        save_records(store, records)
+        write_table(out, [r for r in records if r["profile"] == profile], a.tiny)
         tqdm.write(f"{exp.key:<17} {dname:<14} seed {seed}: " + "; ".join(
             f"{row} ACC {rec['acc']:.4f} NMI {rec['nmi']:.4f}" for row, rec in rows.items())
             + f"  ({secs:.0f} s)")
-    threads = (f"{torch.get_num_threads()} CPU thread(s)" if not device.startswith("cuda")
-               else "CUDA")
-    meta = {"device": dev_name, "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-            "seeds": list(range(a.seeds)), "profile": cfg["profile"], "tiny": a.tiny,
-            "seconds": time.perf_counter() - t_all, "threads": threads,
-            "command": "python benchmarks/reproduce.py " + " ".join(argv if argv is not None
-                                                                    else sys.argv[1:])}
-    write_table(out, results, meta)
-    print(f"wrote {out} ({_hours(meta['seconds'])})")
+    bar.close()
+    mine = [r for r in records if r["profile"] == profile]
+    if mine:
+        write_table(out, mine, a.tiny)
+    if skipped:
+        print(f"reproduce: {len(skipped)} run(s) left for a later call (they would not end "
+              f"within --budget {a.budget:g} min): " + "; ".join(skipped), file=sys.stderr)
+    took = _hours(time.perf_counter() - t_all)
+    if mine:
+        print(f"wrote {out} and {store} ({len(records)} run(s) recorded; this call {took})")
+    else:
+        print(f"no run recorded yet, so no table was written (this call {took})")
     return 0
 
 

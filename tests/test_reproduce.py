@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -70,3 +72,78 @@ def test_tiny_ablations_put_every_arm_beside_the_paper(tmp_path):
                      ("focal only", "91.59"), ("DCCF (both)", "97.41")):
         assert f"| mnist-5k [1000] | {row} | ACC | {acc} |" in text, row
     assert "## DCCF, contractive + focal (05)" not in text
+
+
+def test_runs_are_recorded_as_they_end_and_not_run_again(tmp_path):
+    out, store = tmp_path / "t.md", tmp_path / "runs.json"
+    p = _run("--cpu", "--tiny", "--only", "dccf", "--out", str(out), "--results", str(store))
+    assert p.returncode == 0, p.stderr[-2000:]
+    recs = json.loads(store.read_text())
+    assert [r["key"] for r in recs] == ["dccf|mnist-5k|0|smoke"]
+    first = recs[0]["rows"]["DCCF"]
+    assert 0.0 <= first["acc"] <= 1.0 and recs[0]["seconds"] > 0 and recs[0]["device"]
+    # a second call keeps the recorded run, adds the new one, and tables both
+    p = _run("--cpu", "--tiny", "--only", "dccf,adc", "--out", str(out), "--results", str(store))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "1 of 2 run(s) are already in" in p.stderr
+    recs = json.loads(store.read_text())
+    assert [r["key"] for r in recs] == ["dccf|mnist-5k|0|smoke", "adc|mnist-5k|0|smoke"]
+    assert recs[0]["rows"]["DCCF"] == first
+    text = out.read_text()
+    assert "## DCCF, contractive + focal (05)" in text and "## Active Deep Clustering" in text
+    assert "2 run(s)" in text
+    # a broken record file is refused with a message, not overwritten
+    store.write_text("{not json")
+    p = _run("--cpu", "--tiny", "--only", "dccf", "--out", str(out), "--results", str(store))
+    assert p.returncode != 0 and "not valid JSON" in p.stderr
+    assert store.read_text() == "{not json"
+
+
+def test_budget_leaves_the_runs_that_would_not_fit(tmp_path):
+    out = tmp_path / "t.md"
+    p = _run("--cpu", "--budget", "0.05", "--only", "dccf", "--datasets", "usps", "--seeds",
+             "1", "--out", str(out), "--results", str(tmp_path / "r.json"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "left for a later call" in p.stderr and "dccf usps seed 0 (about" in p.stderr
+    assert not out.exists() and not (tmp_path / "r.json").exists()
+    p = _run("--cpu", "--budget", "0", "--only", "dccf")
+    assert p.returncode == 2 and "--budget must be a positive number" in p.stderr
+
+
+def test_runs_go_breadth_first():
+    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("reproduce", mod)  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    exps = [mod.BY_KEY[k] for k in ("tour", "balanced", "dccf")]
+    jobs = [(e.key, d, s) for e, d, s in mod.job_order(exps, 2, False, None)]
+    assert jobs[:3] == [("tour", "mnist", 0), ("balanced", "mnist", 0), ("dccf", "mnist", 0)]
+    assert jobs.index(("tour", "mnist", 1)) > jobs.index(("dccf", "usps", 0))
+    assert len(jobs) == 2 * (3 + 2 + 3)
+    assert [j for j in mod.job_order(exps, 1, False, {"usps"})] == [
+        (mod.BY_KEY["tour"], "usps", 0), (mod.BY_KEY["balanced"], "usps", 0),
+        (mod.BY_KEY["dccf"], "usps", 0)]
+
+
+def test_gpu_session_script_dry_run(tmp_path):
+    """benchmarks/gpu_session.sh is what a session with a GPU runs in its one device call:
+    its DRY_RUN checks every step on a CPU, so that scarce device time is not lost to a typo."""
+    out = tmp_path / "out"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "OUT": str(out),
+           "PY": sys.executable, "DRY_RUN": "1", "MPLBACKEND": "Agg"}
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    names = sorted(f.name for f in out.iterdir())
+    assert names == ["bench_gpu.txt", "device.txt", "paper_tables.json", "paper_tables.md",
+                     "reproduce.log"]
+    assert "samples/s" in (out / "bench_gpu.txt").read_text()
+    assert [r["key"] for r in json.loads((out / "paper_tables.json").read_text())] == [
+        "dccf|mnist-5k|0|smoke"]
+    assert "## DCCF, contractive + focal (05)" in (out / "paper_tables.md").read_text()
+    # without a GPU and without DRY_RUN it refuses at once
+    env.pop("DRY_RUN")
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=tmp_path,
+                       env={**env, "OUT": str(tmp_path / "out2")}, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 2 and "no GPU is visible" in p.stderr
