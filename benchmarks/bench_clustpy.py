@@ -1,7 +1,8 @@
 """DEC and IDEC in clusterkit vs the same algorithms in ClustPy: time, ACC and NMI.
 
 Both libraries get the same data (``mnist-5k``: the 5000 MNIST digits, flattened to 784
-values in [0, 1]), the same autoencoder ``784-500-500-2000-10`` (ReLU, linear embedding),
+values in [0, 1]), the same autoencoder ``784-500-500-2000-10`` (ReLU, linear embedding; ClustPy's
+default is LeakyReLU, so ReLU is passed to it),
 the same epochs, batch size 256, Adam at the same learning rate in both phases,
 k-means with ``n_init=20`` for the initial centres, DEC's Student-t head (a = 1) and IDEC's
 weight 0.1 on the clustering loss. As in the tour notebook, one pretrained autoencoder per
@@ -9,19 +10,27 @@ library is shared by its DEC and IDEC runs (each run starts from a copy):
 
 1. pretraining (``--pretrain-epochs``): clusterkit ``IDEC(cluster_epochs=0).fit(X)``;
    ClustPy ``DEC(clustering_epochs=0).fit(X)`` (its pretraining + k-means);
-2. IDEC and DEC clustering (``--cluster-epochs``) from that autoencoder:
+2. IDEC and DEC clustering (``--cluster-epochs``) from an autoencoder:
    ``IDEC(pretrained=pre)`` / ``clustpy.deep.IDEC(neural_network=copy)``, same for DEC.
+   With ``--start shared`` (the default) both libraries start from clusterkit's pretrained
+   weights (copied into ClustPy's ``FeedforwardAutoencoder``, ReLU), so that k-means (the
+   same scikit-learn call with the same seed) finds the same centres and the comparison of
+   the clustering phase is paired: what differs is the library. ``--start own``: each
+   library clusters from its own pretraining, as a user of each would (then the two
+   pretrained autoencoders differ, and so do their starting points).
 
 Timed: each ``fit`` call (wall clock, one process, arms in the order A B B A so that a
 drift of the machine's load cancels out). Scored: ACC (Hungarian) and NMI of the DEC/IDEC
 assignments (clusterkit ``labels_``, ClustPy ``dec_labels_``: argmax q; ClustPy's
 ``labels_`` is a k-means re-clustering of the final embedding, not used).
 
-One difference between the two is the algorithm's, and stays: ClustPy computes the
-target P from each mini-batch's own q (``_dec_compression_value``), clusterkit from the
-whole data every ``--update-interval`` steps (DEC's recipe; default 20 = one epoch here).
-clusterkit runs with its defaults otherwise: per-epoch evaluation and t-SNE snapshots on,
-no early stop (tol 0, so both run every epoch).
+The target P: ClustPy computes it from each mini-batch's own q
+(``_dec_compression_value``); so does clusterkit by default here (``--update-interval 0``,
+``IDEC(update_interval=0)``), which makes both the same algorithm. ``--update-interval N``
+runs clusterkit with DEC's recipe instead, P from the whole data every N steps (the
+notebooks' default; 20 = one epoch here), for comparison. clusterkit runs with its defaults
+otherwise: per-epoch evaluation (a pass over the data that ClustPy does not make) and t-SNE
+snapshots on, no early stop (tol 0, so both run every epoch).
 
 ClustPy is not a dependency of clusterkit. Install it into the project's environment with::
 
@@ -37,6 +46,7 @@ Usage::
     .venv/bin/python benchmarks/bench_clustpy.py              # 20 + 10 epochs, 3 seeds, ~5 min
     .venv/bin/python benchmarks/bench_clustpy.py --seeds 0    # one seed, ~1.5 min
     .venv/bin/python benchmarks/bench_clustpy.py --pretrain-epochs 200 --cluster-epochs 100
+    .venv/bin/python benchmarks/bench_clustpy.py --update-interval 20   # DEC's own schedule
 """
 
 from __future__ import annotations
@@ -128,9 +138,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=1e-3,
                     help="Adam learning rate in both phases (default 1e-3)")
     ap.add_argument("--batch-size", type=int, default=256, help="mini-batch size (default 256)")
-    ap.add_argument("--update-interval", type=int, default=20,
-                    help="clusterkit: steps between refreshes of the target P (default 20, "
-                         "one epoch of mnist-5k)")
+    ap.add_argument("--update-interval", type=int, default=0,
+                    help="clusterkit: 0 (default) computes the target P from each batch's own "
+                         "q, as ClustPy does; N > 0 refreshes it on the whole data every N "
+                         "steps, DEC's recipe (20: one epoch of mnist-5k)")
+    ap.add_argument("--start", choices=("shared", "own"), default="shared",
+                    help="the clustering arms start from clusterkit's pretrained weights in "
+                         "both libraries (shared, default: a paired comparison) or from each "
+                         "library's own pretraining (own)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--seeds", default="0,1,2",
                     help="comma-separated seeds of both libraries (default 0,1,2): initial "
@@ -138,8 +153,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if args.pretrain_epochs < 1 or args.cluster_epochs < 1:
         ap.error("--pretrain-epochs and --cluster-epochs must be >= 1")
-    if args.batch_size < 1 or args.update_interval < 1 or args.threads < 1:
-        ap.error("--batch-size, --update-interval and --threads must be >= 1")
+    if args.batch_size < 1 or args.threads < 1:
+        ap.error("--batch-size and --threads must be >= 1")
+    if args.update_interval < 0:
+        ap.error("--update-interval must be >= 0 (0: per-batch targets, as ClustPy)")
     if not args.lr > 0:
         ap.error("--lr must be > 0")
 
@@ -156,7 +173,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"mnist-5k, {cp_note}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s); {args.pretrain_epochs} pretraining + "
           f"{args.cluster_epochs} clustering epochs, batch {args.batch_size}, Adam lr "
-          f"{args.lr:g}; seeds {seeds}; load average {load0:.2f}", flush=True)
+          f"{args.lr:g}; clusterkit's target P "
+          + ("from each batch's own q, as ClustPy's" if args.update_interval == 0 else
+             f"refreshed on the whole data every {args.update_interval} steps")
+          + ("; clustering from clusterkit's pretrained weights in both libraries"
+             if args.start == "shared" else "; clustering from each library's own pretraining")
+          + f"; seeds {seeds}; load average {load0:.2f}", flush=True)
     runs = [run_seed(args, deep, seed) for seed in seeds]
 
     def cell(algo: str, lib: str, key: str) -> tuple[float, str]:
@@ -199,18 +221,34 @@ def run_seed(args: argparse.Namespace, deep: types.ModuleType, seed: int) -> dic
               random_state=seed, pretrain_optimizer_params={"lr": args.lr},
               clustering_optimizer_params={"lr": args.lr}, optimizer_class=torch.optim.Adam,
               initial_clustering_params={"n_init": 20})
+    from clustpy.deep.neural_networks import FeedforwardAutoencoder
+
+    layers = [X.shape[1], 500, 500, 2000, 10]
+    relu_ae = (FeedforwardAutoencoder, {"layers": layers, "activation_fn": torch.nn.ReLU})
 
     def ck_pre():
         return IDEC(10, pretrain_epochs=args.pretrain_epochs, cluster_epochs=0, **ck).fit(X)
 
     def cp_pre():
-        return deep.DEC(pretrain_epochs=args.pretrain_epochs, clustering_epochs=0, **cp).fit(X)
+        return deep.DEC(pretrain_epochs=args.pretrain_epochs, clustering_epochs=0,
+                        neural_network=relu_ae, **cp).fit(X)
 
     res: dict[tuple[str, str], dict] = {}
     pre_k, t = timed(ck_pre)
     res["pretrain", "clusterkit"] = {"seconds": t, **score(y, pre_k.labels_)}
     pre_c, t = timed(cp_pre)
     res["pretrain", "clustpy"] = {"seconds": t, **score(y, pre_c.labels_)}
+
+    if args.start == "shared":  # clusterkit's pretrained weights in ClustPy's module
+        start_net = FeedforwardAutoencoder(layers=layers, activation_fn=torch.nn.ReLU)
+        mine = pre_k.autoencoder_.state_dict()
+        theirs = start_net.state_dict()
+        if len(mine) != len(theirs):
+            raise SystemExit(f"bench_clustpy: the autoencoders differ ({list(mine)} vs "
+                             f"{list(theirs)}); is this ClustPy 0.0.3?")
+        start_net.load_state_dict({kt: mine[km] for kt, km in zip(theirs, mine, strict=True)})
+    else:
+        start_net = pre_c.neural_network_trained_
 
     def ck_fit(cls):
         return lambda: cls(10, pretrained=pre_k, pretrain_epochs=0,
@@ -219,7 +257,7 @@ def run_seed(args: argparse.Namespace, deep: types.ModuleType, seed: int) -> dic
     def cp_fit(name):
         cls = getattr(deep, name)
         return lambda: cls(pretrain_epochs=0, clustering_epochs=args.cluster_epochs,
-                           neural_network=copy.deepcopy(pre_c.neural_network_trained_),
+                           neural_network=copy.deepcopy(start_net),
                            **cp).fit(X)
 
     order = [("IDEC", "clustpy"), ("IDEC", "clusterkit"), ("DEC", "clusterkit"),

@@ -159,6 +159,8 @@ def test_bad_arguments_raise_clear_errors(small):
         _method(margin=-1).fit(small.X, y=small.y, oracle=LabelOracle(small.y))
     with pytest.raises(ValueError, match="strategy"):
         _method(strategy="best").fit(small.X, y=small.y, oracle=LabelOracle(small.y))
+    with pytest.raises(ValueError, match="update_interval must be a positive integer"):
+        _method(update_interval=0).fit(small.X, y=small.y, oracle=LabelOracle(small.y))
     with pytest.raises(ValueError, match="n_clusters"):
         ActiveDeepClustering(300, profile="smoke").fit(small.X, oracle=LabelOracle(small.y))
     with pytest.raises(ValueError, match="constraints"):

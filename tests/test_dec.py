@@ -43,3 +43,50 @@ def test_profiles_and_params():
     assert IDEC(profile="paper", gamma=0.5).settings()["gamma"] == 0.5
     assert DEC().settings()["gamma"] == 1.0
     assert clone(IDEC(gamma=0.3)).gamma == 0.3
+
+
+def test_per_batch_targets_learn_without_a_full_data_refresh(digits, monkeypatch):
+    """update_interval=0: P from each batch's own q (ClustPy's schedule), no refresh after the
+    steps; the labels' change is still recorded once an epoch (the stop rule's input)."""
+    import torch
+
+    from clusterkit import losses
+    from clusterkit.methods import parts
+
+    X, y = digits
+    pre = tiny_idec(pretrain_epochs=30, cluster_epochs=0, dims=(256, 256, 10), batch_size=64,
+                    augment=False).fit(X)
+    refreshes: list[int] = []
+    real = parts.SelfTraining.refresh
+
+    def counting(run):
+        refreshes.append(run.step)
+        return real(run)
+
+    monkeypatch.setattr(parts.SelfTraining, "refresh", staticmethod(counting))
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real_kl = losses.kl_clustering
+    monkeypatch.setattr(losses, "kl_clustering",
+                        lambda q, p, **kw: seen.append((q.detach(), p)) or real_kl(q, p, **kw))
+    dec = DEC(10, profile="smoke", pretrained=pre, cluster_epochs=4, update_interval=0,
+              batch_size=64, verbose=False).fit(X, y=y)
+    steps_per_epoch = -(-len(X) // 64)
+    assert len(seen) == 4 * steps_per_epoch
+    for q, p in seen[:3]:  # the target of every step is the batch's own sharpened q
+        torch.testing.assert_close(p, losses.target_distribution(q))
+    # one refresh at the start (k-means), then one per epoch end, none after the steps
+    assert refreshes == [0] + [steps_per_epoch * e for e in range(1, 5)]
+    changed = [r["changed"] for r in dec.history_.epochs if r["phase"] == "cluster"]
+    assert len(changed) == 4 and all(0.0 <= c <= 1.0 for c in changed)
+    assert metrics.acc(y, dec.labels_) > 0.5
+
+
+def test_bad_schedules_are_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="update_interval must be an int >= 0"):
+        IDEC(profile="smoke", update_interval=-1).settings()
+    with pytest.raises(ValueError, match="update_interval must be an int >= 0"):
+        DEC(profile="smoke", update_interval=2.5).settings()
+    with pytest.raises(ValueError, match=r"tol must be in \[0, 1\)"):
+        IDEC(profile="smoke", tol=1.5).settings()

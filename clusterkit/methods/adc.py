@@ -134,7 +134,7 @@ class ActiveDeepClustering(DeepClusteringMethod):
     def settings(self) -> dict[str, Any]:
         s = super().settings()
         for k in ("rounds", "pretrain_epochs", "knn", "siamese_epochs", "dec_epochs",
-                  "pair_batch", "batch_size"):
+                  "pair_batch", "batch_size", "update_interval"):
             if int(s[k]) < (0 if k.endswith("epochs") else 1):
                 raise ValueError(f"{k} must be a {'non-negative' if 'epochs' in k else 'positive'}"
                                  f" integer; got {s[k]!r}")

@@ -33,6 +33,11 @@ class IDEC(AutoencoderMethod):
     - ``paper``: the IDEC paper's settings: 200 pretraining epochs, Adam 1e-3, batch 256,
       γ = 0.1, target refreshed every 140 steps, stop when < 0.1 % of labels change.
 
+    ``update_interval``: steps between refreshes of the target P on the whole data (the DEC
+    and IDEC papers' practice); ``0`` computes P from each mini-batch's own q instead, with
+    no full-data pass (what ClustPy's DEC and IDEC do; ``benchmarks/bench_clustpy.py``), and
+    the stop rule ``tol`` is then checked once per epoch.
+
     ``pretrained``: a fitted method (its ``autoencoder_``) or an autoencoder module to start
     from; the pretraining phase is then skipped. ``y`` given to ``fit`` is only reported.
     """
@@ -86,11 +91,23 @@ class IDEC(AutoencoderMethod):
             switch("use_reconstruction", self.use_reconstruction_default,
                    help="keep the decoder's reconstruction loss (IDEC) or drop it (DEC)"),
             switch("use_clustering", True, help="the KL(P||Q) clustering loss"),
-            Knob("update_interval", int(s["update_interval"]), "int", 1, 10_000,
-                 help="steps between refreshes of the target P", group="schedule"),
+            Knob("update_interval", int(s["update_interval"]), "int", 0, 10_000,
+                 help="steps between refreshes of the target P on the whole data (0: P from "
+                      "each batch's own q)", group="schedule"),
             Knob("tol", float(s["tol"]), "float", 0.0, 0.5,
                  help="stop when fewer than this fraction of labels change", group="schedule"),
         ]
+
+    def settings(self) -> dict[str, Any]:
+        out = super().settings()
+        ui, tol = out["update_interval"], out["tol"]
+        if isinstance(ui, bool) or not isinstance(ui, (int, np.integer)) or ui < 0:
+            raise ValueError(f"update_interval must be an int >= 0 (steps between refreshes "
+                             f"of the target P; 0: each batch's own q); got {ui!r}")
+        if not 0.0 <= float(tol) < 1.0:
+            raise ValueError(f"tol must be in [0, 1) (the fraction of labels that may still "
+                             f"change when training stops; 0: never stop early); got {tol!r}")
+        return out
 
     # ------------------------------------------------------------------ engine hooks
     def _build(self, run: Run) -> None:
@@ -139,7 +156,11 @@ class IDEC(AutoencoderMethod):
         out: dict[str, torch.Tensor] = {}
         loss = z.new_zeros(())
         if k["use_clustering"]:
-            kl = losses.kl_clustering(self.head_(z), self.target_[idx])
+            q = self.head_(z)
+            # DEC eq 3 on the whole data, refreshed every update_interval steps; or on the batch
+            p = (losses.target_distribution(q.detach()) if int(k["update_interval"]) == 0
+                 else self.target_[idx])
+            kl = losses.kl_clustering(q, p)
             out["kl"] = kl
             loss = loss + k["gamma"] * kl
         if k["use_reconstruction"]:
@@ -150,6 +171,11 @@ class IDEC(AutoencoderMethod):
         return out
 
     def _cluster_epoch_end(self, run: Run) -> dict:
+        if int(run.knobs["update_interval"]) == 0:  # per-batch targets: labels once an epoch
+            delta = parts.SelfTraining.refresh(run)  # shares its pass with the evaluation
+            tol = float(run.knobs["tol"])
+            if tol > 0 and delta < tol:
+                run.finish_phase()
         return {"changed": float(getattr(self, "delta_", float("nan")))}
 
     def _state_dict(self, run: Run) -> dict:
