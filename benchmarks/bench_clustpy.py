@@ -30,7 +30,8 @@ The target P: ClustPy computes it from each mini-batch's own q
 runs clusterkit with DEC's recipe instead, P from the whole data every N steps (the
 notebooks' default; 20 = one epoch here), for comparison. clusterkit runs with its defaults
 otherwise: per-epoch evaluation (a pass over the data that ClustPy does not make) and t-SNE
-snapshots on, no early stop (tol 0, so both run every epoch).
+snapshots on (``--lean`` turns both off: then clusterkit does ClustPy's work), no early stop
+(tol 0, so both run every epoch).
 
 ClustPy is not a dependency of clusterkit. Install it into the project's environment with::
 
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="the clustering arms start from clusterkit's pretrained weights in "
                          "both libraries (shared, default: a paired comparison) or from each "
                          "library's own pretraining (own)")
+    ap.add_argument("--lean", action="store_true",
+                    help="clusterkit without its per-epoch evaluation and t-SNE snapshots "
+                         "(eval_every=0, snapshot_epochs=None): the work ClustPy does")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--seeds", default="0,1,2",
                     help="comma-separated seeds of both libraries (default 0,1,2): initial "
@@ -176,6 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"{args.lr:g}; clusterkit's target P "
           + ("from each batch's own q, as ClustPy's" if args.update_interval == 0 else
              f"refreshed on the whole data every {args.update_interval} steps")
+          + ("; clusterkit lean (no per-epoch evaluation or snapshots)" if args.lean else
+             "; clusterkit evaluates every epoch and takes its t-SNE snapshots")
           + ("; clustering from clusterkit's pretrained weights in both libraries"
              if args.start == "shared" else "; clustering from each library's own pretraining")
           + f"; seeds {seeds}; load average {load0:.2f}", flush=True)
@@ -217,6 +223,8 @@ def run_seed(args: argparse.Namespace, deep: types.ModuleType, seed: int) -> dic
     ck = dict(profile="demo", seed=seed, device="cpu", verbose=False, augment=False,
               lr=args.lr, batch_size=args.batch_size, update_interval=args.update_interval,
               tol=0.0, dims=(500, 500, 2000, 10))
+    if args.lean:
+        ck.update(eval_every=0, snapshot_epochs=None)
     cp = dict(n_clusters=10, batch_size=args.batch_size, embedding_size=10, device="cpu",
               random_state=seed, pretrain_optimizer_params={"lr": args.lr},
               clustering_optimizer_params={"lr": args.lr}, optimizer_class=torch.optim.Adam,

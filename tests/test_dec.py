@@ -90,3 +90,18 @@ def test_bad_schedules_are_refused():
         DEC(profile="smoke", update_interval=2.5).settings()
     with pytest.raises(ValueError, match=r"tol must be in \[0, 1\)"):
         IDEC(profile="smoke", tol=1.5).settings()
+
+
+def test_per_batch_targets_keep_the_stop_rule(digits):
+    X, y = digits
+    pre = tiny_idec(cluster_epochs=0).fit(X)
+    # tol 0.99: fewer than 99 % of the labels change after the first epoch, so it stops there
+    dec = DEC(10, profile="smoke", pretrained=pre, cluster_epochs=5, update_interval=0,
+              tol=0.99, eval_every=0, snapshot_epochs=None, verbose=False).fit(X, y=y)
+    epochs = [r for r in dec.history_.epochs if r["phase"] == "cluster"]
+    assert len(epochs) == 1 and epochs[0]["changed"] < 0.99
+    # without a stop rule or per-epoch evaluation, no pass over the data is made for it
+    dec = DEC(10, profile="smoke", pretrained=pre, cluster_epochs=2, update_interval=0,
+              eval_every=0, snapshot_epochs=None, verbose=False).fit(X, y=y)
+    changed = [r["changed"] for r in dec.history_.epochs if r["phase"] == "cluster"]
+    assert len(changed) == 2 and np.isnan(changed[0])

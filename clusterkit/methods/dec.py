@@ -171,12 +171,17 @@ class IDEC(AutoencoderMethod):
         return out
 
     def _cluster_epoch_end(self, run: Run) -> dict:
-        if int(run.knobs["update_interval"]) == 0:  # per-batch targets: labels once an epoch
-            delta = parts.SelfTraining.refresh(run)  # shares its pass with the evaluation
-            tol = float(run.knobs["tol"])
-            if tol > 0 and delta < tol:
-                run.finish_phase()
-        return {"changed": float(getattr(self, "delta_", float("nan")))}
+        tol = float(run.knobs["tol"])
+        # per-batch targets: the labels' change once an epoch, for the stop rule, or for the
+        # record when the epoch's evaluation makes that pass over the data anyway
+        if int(run.knobs["update_interval"]) != 0:
+            return {"changed": float(getattr(self, "delta_", float("nan")))}
+        if not (tol > 0 or run.eval_every == 1):
+            return {"changed": float("nan")}
+        delta = parts.SelfTraining.refresh(run)
+        if tol > 0 and delta < tol:
+            run.finish_phase()
+        return {"changed": delta}
 
     def _state_dict(self, run: Run) -> dict:
         return {"ae": self.autoencoder_.state_dict(),
