@@ -184,8 +184,13 @@ def _stratified_pick(y: np.ndarray, m: int, rng: np.random.Generator) -> np.ndar
 
 
 def _cache_dir() -> Path:
-    import pooch
-
+    """pooch's cache folder for clusterkit (``~/.cache/clusterkit`` on Linux); the same folder
+    without pooch, which only downloads need (a bare GPU server may lack it)."""
+    try:
+        import pooch
+    except ImportError:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(base) / "clusterkit"
     return Path(pooch.os_cache("clusterkit"))
 
 

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "reproduce.py"
 
@@ -148,3 +150,37 @@ def test_gpu_session_script_dry_run(tmp_path):
                        env={**env, "OUT": str(tmp_path / "out2")}, capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 2 and "no GPU is visible" in p.stderr
+
+
+#: clusterkit's dependencies that the GPU machines' image lacks (the device tool's KINDS.md):
+#: the GPU path (reproduce.py, bench_gpu.py, the methods, the full datasets) must not need them
+NOT_ON_THE_GPU_MACHINE = ("pooch", "openTSNE", "mlxtend", "ipywidgets", "papermill",
+                          "jupyter_ui_poll")
+
+_BARE = """
+import sys
+for name in {names!r}:
+    sys.modules[name] = None  # import raises ImportError, as on the bare GPU image
+sys.path[:0] = [{root!r}, {bench!r}]
+import reproduce, bench_gpu  # noqa: F401
+from clusterkit import datasets
+from clusterkit.methods import (DCCF, DEC, DECS, IDEC, ActiveDeepClustering,
+                                BalancedSemiSupervised, ClusterNet)  # noqa: F401
+for name in ("usps", "mnist"):
+    ds = datasets.load(name)
+    print("loaded", ds.name, len(ds))
+"""
+
+
+def test_the_gpu_path_needs_only_what_the_gpu_machine_has(tmp_path):
+    data = ROOT.parent / "shared" / "data"
+    if not (data / "usps").is_dir() or not (data / "mnist").is_dir():
+        pytest.skip(f"real data files not found at {data} (../shared/data)")
+    code = _BARE.format(names=NOT_ON_THE_GPU_MACHINE, root=str(ROOT),
+                        bench=str(ROOT / "benchmarks"))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "CLUSTERKIT_DATA": str(data),
+           "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "loaded usps 9298" in p.stdout and "loaded mnist 70000" in p.stdout
