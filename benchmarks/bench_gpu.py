@@ -4,7 +4,7 @@ achieved TFLOP/s against the device's peak.
 1. **Per method** (through the library, as ``fit`` trains): each method's main phase on
    full MNIST (70 000 images held as one device tensor, mini-batches as index slices) with
    the ``paper`` profile's batch size, timed over ``--epochs`` epochs after a warm-up
-   epoch; samples/s = steps x batch / seconds.
+   epoch; samples/s = steps x batch / seconds (ADC's Siamese phase: answered pairs/s).
 2. **MLP autoencoder step** (``d-500-500-2000-10`` and its mirror, MSE, Adam), plain
    PyTorch, on the whole dataset as one device tensor, for batch sizes ``--batches``, in
    fp32 (TF32 off and on) and bf16 autocast, eager and (``--compile``) ``torch.compile``.
@@ -117,13 +117,26 @@ def bench_ae(X: torch.Tensor, batch: int, mode: str, compiled: bool, steps: int,
 def bench_methods(X: np.ndarray, y: np.ndarray, epochs: int, device: str, tiny: bool
                   ) -> dict[str, float]:
     """samples/s of each method's main training phase through ``fit`` (paper profile)."""
-    from clusterkit.methods import DCCF, DECS, IDEC, BalancedSemiSupervised, ClusterNet
+    from clusterkit.constraints import Constraints
+    from clusterkit.methods import (
+        DCCF,
+        DECS,
+        IDEC,
+        ActiveDeepClustering,
+        BalancedSemiSupervised,
+        ClusterNet,
+    )
     from clusterkit.methods.clusternet import partial_labels
+    from clusterkit.models import ClusterNetAE, ConvAutoencoder, SiameseCNN
 
     prof = "smoke" if tiny else "paper"
     c = dict(profile=prof, device=device, verbose=False, snapshot_epochs=None, seed=0)
     e1 = epochs + 1  # one warm-up epoch, not counted
     cons = BalancedSemiSupervised.make_constraints(y, fraction=0.2, seed=0)
+    answered = Constraints.from_labels(y, n_pairs=len(X) // 25, ml_ratio=0.3, seed=0)
+    shape = tuple(X.shape[1:])
+    decs_ch = DECS(10, profile=prof).settings()["channels"]
+    adc_s = ActiveDeepClustering(10, profile=prof).settings()
     cases = {
         "IDEC pretrain (MLP AE)": lambda: IDEC(10, pretrain_epochs=e1, cluster_epochs=0, **c),
         "IDEC cluster": lambda: IDEC(10, pretrained=_mlp(X, DIMS), cluster_epochs=e1, **c),
@@ -132,14 +145,22 @@ def bench_methods(X: np.ndarray, y: np.ndarray, epochs: int, device: str, tiny: 
         "DCCF cluster (full-batch Jacobian)": lambda: DCCF(
             10, pretrained=_mlp(X, (500, 500, 1000, 10)), cluster_epochs=e1, **c),
         "DECS pretrain (conv AE)": lambda: DECS(10, pretrain_epochs=e1, cluster_epochs=0, **c),
+        "DECS cluster (conv AE, Otsu)": lambda: DECS(
+            10, pretrained=ConvAutoencoder(shape, 10, tuple(decs_ch)), cluster_epochs=e1, **c),
         "ClusterNet pretrain (conv AE)": lambda: ClusterNet(10, pretrain_epochs=e1,
                                                             cluster_epochs=0, **c),
+        "ClusterNet cluster (pairs + k-means)": lambda: ClusterNet(
+            10, pretrained=ClusterNetAE(shape), cluster_epochs=e1, **c),
+        "ADC siamese (n/25 answered pairs)": lambda: ActiveDeepClustering(
+            10, pretrained=SiameseCNN(int(shape[0]), tuple(adc_s["widths"]), int(adc_s["dim"])),
+            siamese_epochs=e1, dec_epochs=1, **c),
     }
     out: dict[str, float] = {}
     for name, make in cases.items():
         m = make()
-        args = (cons,) if name.startswith("balanced") else (
-            (partial_labels(y, 0.005 if not tiny else 0.05, 0),) if "ClusterNet" in name else ())
+        args = ((cons,) if name.startswith("balanced") else (answered,) if name.startswith("ADC")
+                else (partial_labels(y, 0.005 if not tiny else 0.05, 0),)
+                if "ClusterNet" in name else ())
         stamps: list[tuple[int, float]] = []
 
         def on_epoch(event, run, payload, stamps=stamps):
@@ -151,9 +172,11 @@ def bench_methods(X: np.ndarray, y: np.ndarray, epochs: int, device: str, tiny: 
         run.fit()
         phase = run.phases[-1] if "cluster" in name else run.phases[0]
         (s0, t0), (s1, t1) = stamps[0], stamps[min(len(stamps) - 1, epochs)]
-        out[name] = (s1 - s0) * phase.batch_size / (t1 - t0) if t1 > t0 else math.nan
-        print(f"  {name:<36} {out[name]:12,.0f} samples/s (batch {phase.batch_size})",
-              flush=True)
+        # ADC's Siamese phase steps over answered pairs (pair_batch a step), not samples
+        per_step, unit = ((int(adc_s["pair_batch"]), "pairs") if name.startswith("ADC")
+                          else (phase.batch_size, "samples"))
+        out[name] = (s1 - s0) * per_step / (t1 - t0) if t1 > t0 else math.nan
+        print(f"  {name:<36} {out[name]:12,.0f} {unit}/s (batch {per_step})", flush=True)
     return out
 
 

@@ -70,7 +70,7 @@ fi
 # a hard stop a little after the budget, so that the call ends and its files come back
 # (a run cut off here is lost; every run that ended is in the record)
 [ -n "${DRY[*]}" ] && DRY+=(--tiny --only dccf)
-timeout $(( ${BUDGET_MIN%.*} * 60 + 120 )) $PY benchmarks/reproduce.py --budget "$BUDGET_MIN" \
+timeout $(( ${BUDGET_MIN%.*} * 60 + 60 )) $PY benchmarks/reproduce.py --budget "$BUDGET_MIN" \
     "${DRY[@]}" --results "$OUT/paper_tables.json" --out "$OUT/paper_tables.md" \
     ${REPRODUCE_ARGS:-} \
     2>&1 | tr '\r' '\n' | grep -v "^reproduce: *[0-9]*%|" | tee "$OUT/reproduce.log"
