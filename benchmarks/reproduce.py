@@ -707,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
             if r["device"] == dev_name and r["profile"] == profile:
                 timed.setdefault((r["experiment"], r["dataset"]), []).append(r["seconds"])
         for exp in {j[0].key: j[0] for j in todo}.values():
-            if all((exp.key, d) in timed for _, d, _ in [j for j in todo if j[0] is exp]):
+            if all((exp.key, d) in timed for e, d, _ in todo if e is exp):
                 continue
             rate, fixed = probe_rate(exp, device)
             for d in exp.datasets:

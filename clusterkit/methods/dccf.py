@@ -242,11 +242,8 @@ class DCCF(AutoencoderMethod):
         than ``tol`` of them changed."""
         rec: dict[str, Any] = {"refreshed": False}
         if run.phase_epoch % int(run.knobs["update_interval"]) == 0:
-            delta = parts.SelfTraining.refresh(run)
+            parts.SelfTraining.refresh_and_check(run)
             rec["refreshed"] = True
-            tol = float(run.knobs["tol"])
-            if tol > 0 and delta < tol:
-                run.finish_phase()
         rec["changed"] = float(self.delta_)
         return rec
 

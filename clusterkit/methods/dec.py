@@ -171,17 +171,13 @@ class IDEC(AutoencoderMethod):
         return out
 
     def _cluster_epoch_end(self, run: Run) -> dict:
-        tol = float(run.knobs["tol"])
         # per-batch targets: the labels' change once an epoch, for the stop rule, or for the
         # record when the epoch's evaluation makes that pass over the data anyway
         if int(run.knobs["update_interval"]) != 0:
             return {"changed": float(getattr(self, "delta_", float("nan")))}
-        if not (tol > 0 or run.eval_every == 1):
+        if not (float(run.knobs["tol"]) > 0 or run.eval_every == 1):
             return {"changed": float("nan")}
-        delta = parts.SelfTraining.refresh(run)
-        if tol > 0 and delta < tol:
-            run.finish_phase()
-        return {"changed": delta}
+        return {"changed": parts.SelfTraining.refresh_and_check(run)}
 
     def _state_dict(self, run: Run) -> dict:
         return {"ae": self.autoencoder_.state_dict(),

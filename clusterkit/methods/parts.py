@@ -103,13 +103,20 @@ class SelfTraining:
         return delta
 
     @staticmethod
+    def refresh_and_check(run: Run) -> float:
+        """Refresh, then end the phase when fewer than ``tol`` of the labels changed; the
+        fraction that changed."""
+        delta = SelfTraining.refresh(run)
+        tol = float(run.knobs.get("tol", 0.0))
+        if tol > 0 and delta < tol:
+            run.finish_phase()
+        return delta
+
+    @staticmethod
     def after_step(run: Run) -> None:
         interval = int(run.knobs.get("update_interval", 0) or 0)
         if interval > 0 and run.step % interval == 0:
-            delta = SelfTraining.refresh(run)
-            tol = float(run.knobs.get("tol", 0.0))
-            if tol > 0 and delta < tol:
-                run.finish_phase()
+            SelfTraining.refresh_and_check(run)
 
 
 def module_state(mod: nn.Module | None) -> dict | None:
