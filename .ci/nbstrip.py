@@ -1,4 +1,5 @@
-"""Strip outputs and execution counts from notebooks, or (--check) fail if any carry them.
+"""Strip outputs and execution counts from notebooks and give every cell an id (nbformat 4.5),
+or (--check) fail if any carry outputs or lack an id.
 
 Usage: python .ci/nbstrip.py [--check] notebooks/
 """
@@ -7,7 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
+
+
+def needs_ids(nb: dict) -> bool:
+    return (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5)
 
 
 def dirty(nb: dict) -> bool:
@@ -15,7 +21,7 @@ def dirty(nb: dict) -> bool:
         c.get("outputs") or c.get("execution_count") is not None
         for c in nb["cells"]
         if c.get("cell_type") == "code"
-    )
+    ) or (needs_ids(nb) and any("id" not in c for c in nb["cells"]))
 
 
 def strip(nb: dict) -> dict:
@@ -25,6 +31,8 @@ def strip(nb: dict) -> dict:
             c["execution_count"] = None
         c.get("metadata", {}).pop("papermill", None)
         c.get("metadata", {}).pop("execution", None)
+        if needs_ids(nb) and "id" not in c:
+            c["id"] = uuid.uuid4().hex[:8]
     nb.get("metadata", {}).pop("papermill", None)
     return nb
 
@@ -41,7 +49,7 @@ def main(argv: list[str]) -> int:
             if not check:
                 f.write_text(json.dumps(strip(nb), indent=1, ensure_ascii=False) + "\n")
     if check and bad:
-        print("Notebooks with outputs (run `make strip`):", *map(str, bad), sep="\n  ")
+        print("Notebooks with outputs or cells without an id (run `make strip`):", *map(str, bad), sep="\n  ")
         return 1
     if bad:
         print("stripped:", *map(str, bad), sep="\n  ")

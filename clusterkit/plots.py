@@ -1,4 +1,5 @@
-"""Figures the notebooks share: image grids, clusters as images, curves over epochs, sizes.
+"""Figures the notebooks share: image grids, clusters as images, curves over epochs, sizes,
+where each class went.
 
 Every function returns a ``matplotlib.figure.Figure`` built without pyplot's global state
 (a notebook displays it; a script saves it with ``fig.savefig``).
@@ -11,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from clusterkit import metrics
 from clusterkit.history import History
 
 
@@ -144,6 +146,63 @@ def size_curves(histories: Mapping[str, History], phase: str | None = "cluster")
     axes[0].set_ylabel("cluster size (sorted)")
     fig.tight_layout()
     return fig
+
+
+def confusion(y_true: np.ndarray, preds: Mapping[str, np.ndarray], *, match: bool = True,
+              annotate: bool | None = None) -> Figure:
+    """Where each class's samples went: one heatmap per run, rows the true classes, columns
+    the predicted clusters, each row's counts coloured as a share of the class.
+
+    y_true: (n,) int; preds: {name: (n,) int predicted clusters}. ``match=True`` orders the
+    columns by the Hungarian matching that :func:`clusterkit.metrics.acc` uses, so the
+    diagonal holds what ACC counts and a merge shows as one column lit in two rows; clusters
+    left without a class come last. ``match=False`` keeps cluster ``j`` in column ``j``, for
+    methods whose cluster ``j`` *is* class ``j`` (ClusterNet's labeled centres): the diagonal
+    is then the share classified right. The title gives the diagonal's share. Counts are
+    written in the cells when there are at most 12 columns (``annotate`` overrides).
+    """
+    y = np.asarray(y_true)
+    fig = Figure(figsize=(3.9 * len(preds) + 0.4, 3.7))
+    axes = fig.subplots(1, len(preds), squeeze=False)[0]
+    for ax, (name, pred) in zip(axes, preds.items(), strict=True):
+        m, rows, cols = _confusion_matrix(y, np.asarray(pred), match)
+        share = m / np.maximum(m.sum(1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+        # matched: the pairs sit on the diagonal; else column of value c is class c's own
+        diag = int(np.trace(m)) if match else sum(int(m[r, cols.index(c)])
+                                                  for r, c in enumerate(rows))
+        ax.set_title(f"{name}: {diag / max(1, int(m.sum())):.3f} on the diagonal", fontsize=9)
+        ax.set_xticks(range(len(cols)), [str(c) for c in cols], fontsize=7)
+        ax.set_yticks(range(len(rows)), [str(c) for c in rows], fontsize=7)
+        ax.set_xlabel("predicted cluster" + (" (matched order)" if match else ""))
+        if annotate if annotate is not None else len(cols) <= 12:
+            for r, c in zip(*np.nonzero(m), strict=True):
+                ax.text(c, r, str(m[r, c]), ha="center", va="center", fontsize=6,
+                        color="white" if share[r, c] > 0.5 else "black")
+    axes[0].set_ylabel("true class")
+    fig.tight_layout()
+    return fig
+
+
+def _confusion_matrix(y: np.ndarray, pred: np.ndarray,
+                      match: bool) -> tuple[np.ndarray, list[int], list[int]]:
+    """(classes, clusters) counts with the row and column labels that :func:`confusion`
+    draws; with ``match`` the matched pairs come first, on the diagonal."""
+    cm, clusters, classes = metrics.contingency(y, pred)  # (k, c); validates both
+    clusters, classes = [int(c) for c in clusters], [int(c) for c in classes]
+    if match:
+        to_class = metrics.match_clusters(y, pred, fill_unmatched=False)
+        pairs = sorted((classes.index(v), clusters.index(c)) for c, v in to_class.items())
+        row_order = [r for r, _ in pairs] + [r for r in range(len(classes))
+                                             if r not in {r for r, _ in pairs}]
+        col_order = [a for _, a in pairs] + [a for a in range(len(clusters))
+                                             if clusters[a] not in to_class]
+        return (cm[col_order][:, row_order].T, [classes[r] for r in row_order],
+                [clusters[a] for a in col_order])
+    cols = sorted(set(classes) | set(clusters))
+    m = np.zeros((len(classes), len(cols)), dtype=np.int64)
+    m[:, [cols.index(c) for c in clusters]] = cm.T
+    return m, classes, cols
 
 
 def metrics_table(rows: Mapping[str, Mapping[str, float]],

@@ -35,3 +35,51 @@ def test_size_curves_say_when_a_run_recorded_no_sizes():
     h.epochs.append({"epoch": 1, "phase": "cluster", "acc": 0.5})
     fig = plots.size_curves({"no evaluation": h})
     assert "no cluster sizes recorded" in [t.get_text() for t in fig.axes[0].texts]
+
+
+def _confusion_cells(fig, panel=0):
+    ax = fig.axes[panel]
+    return ax.images[0].get_array(), [t.get_text() for t in ax.get_xticklabels()], \
+        [t.get_text() for t in ax.get_yticklabels()], ax.get_title()
+
+
+def test_confusion_puts_the_matched_clusters_on_the_diagonal_and_shows_a_merge():
+    y = np.repeat([0, 1, 2], 10)
+    # cluster 7 is class 0, cluster 3 is class 1, and cluster 5 holds class 2 and 4 of class 1
+    pred = np.array([7] * 10 + [3] * 6 + [5] * 4 + [5] * 10)
+    fig = plots.confusion(y, {"run": pred})
+    share, cols, rows, title = _confusion_cells(fig)
+    assert rows == ["0", "1", "2"] and cols == ["7", "3", "5"]
+    np.testing.assert_allclose(np.diag(share), [1.0, 0.6, 1.0])
+    assert share[1, 2] == 0.4  # the merge: class 1's rest sits in class 2's cluster
+    assert title.endswith(f"{26 / 30:.3f} on the diagonal")  # = ACC
+    assert f"{26 / 30:.3f}" == f"{__import__('clusterkit').metrics.acc(y, pred):.3f}"
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert sorted(texts) == sorted(["10", "6", "4", "10"])  # counts in the non-empty cells
+
+
+def test_confusion_without_matching_keeps_cluster_j_in_column_j():
+    y = np.repeat([0, 1, 2], 4)
+    pred = np.array([0, 0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 1])  # 1 and 2 swapped: right only on 0
+    share, cols, rows, title = _confusion_cells(plots.confusion(y, {"cn": pred}, match=False))
+    assert cols == ["0", "1", "2"] and rows == ["0", "1", "2"]
+    np.testing.assert_allclose(np.diag(share), [1.0, 0.25, 0.0])
+    assert title.endswith(f"{5 / 12:.3f} on the diagonal")  # classified right
+    share_m, *_ , title_m = _confusion_cells(plots.confusion(y, {"cn": pred}))
+    assert title_m.endswith(f"{11 / 12:.3f} on the diagonal")  # matched: ACC
+
+
+def test_confusion_with_more_clusters_than_classes_puts_the_extra_last():
+    y = np.repeat([0, 1], 6)
+    pred = np.array([4] * 6 + [1] * 3 + [9] * 3)
+    share, cols, rows, _ = _confusion_cells(plots.confusion(y, {"a": pred, "b": y}), 0)
+    assert cols[:2] == ["4", cols[1]] and len(cols) == 3 and rows == ["0", "1"]
+    assert share.shape == (2, 3) and share[:, 2].sum() == 0.5  # the unmatched cluster
+    assert len(plots.confusion(y, {"a": pred, "b": y}).axes) == 2
+
+
+def test_confusion_refuses_labels_of_another_length():
+    import pytest
+
+    with pytest.raises(ValueError, match="one true and one predicted label per sample"):
+        plots.confusion(np.zeros(5, int), {"a": np.zeros(4, int)})
