@@ -193,8 +193,8 @@ def _confusion_matrix(y: np.ndarray, pred: np.ndarray,
     if match:
         to_class = metrics.match_clusters(y, pred, fill_unmatched=False)
         pairs = sorted((classes.index(v), clusters.index(c)) for c, v in to_class.items())
-        row_order = [r for r, _ in pairs] + [r for r in range(len(classes))
-                                             if r not in {r for r, _ in pairs}]
+        matched_rows = [r for r, _ in pairs]
+        row_order = matched_rows + [r for r in range(len(classes)) if r not in matched_rows]
         col_order = [a for _, a in pairs] + [a for a in range(len(clusters))
                                              if clusters[a] not in to_class]
         return (cm[col_order][:, row_order].T, [classes[r] for r in row_order],
