@@ -304,9 +304,11 @@ class PlainClusterNet(PlainLoop):
     unlabeled, plus reconstruction; then every centre follows its points' clean embedding
     (eqs 12-13); at each epoch's end the unlabeled points take their nearest centre."""
 
-    def __init__(self, X, ae, y_partial, lr, margin, labeled_batch, rec_weight, **kw):
+    def __init__(self, X, ae, y_partial, lr, margin, labeled_batch, rec_weight,
+                 kmeans_weight=1.0, **kw):
         super().__init__(X, **kw)
         self.ae, self.margin, self.lb, self.rec_weight = ae, margin, labeled_batch, rec_weight
+        self.kmeans_weight = kmeans_weight
         self.yp = torch.as_tensor(y_partial)
         self.is_lab = self.yp >= 0
         self.lab_idx = torch.nonzero(self.is_lab).flatten()
@@ -335,8 +337,8 @@ class PlainClusterNet(PlainLoop):
         sim_l, dis_l = losses.pair_loss(log_p, a, self.margin, lab)
         sim_u, dis_u = losses.pair_loss(log_p, a, self.margin, ~lab)
         loss = (sim_l + dis_l + sim_u + dis_u
-                + losses.kmeans_loss(z[lab], self.c, a[lab])
-                + losses.kmeans_loss(z[~lab], self.c, a[~lab])
+                + self.kmeans_weight * (losses.kmeans_loss(z[lab], self.c, a[lab])
+                                        + losses.kmeans_loss(z[~lab], self.c, a[~lab]))
                 + self.rec_weight * F.mse_loss(self.ae.decode(z), x))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -489,7 +491,8 @@ def build_case(name: str, X: np.ndarray, y: np.ndarray, epochs: int, seed: int,
         run = m.prepare(X, yp, y=y)
         s = m.settings()
         plain = PlainClusterNet(Xt, copy.deepcopy(ae).train(), yp, s["lr"], s["margin"],
-                                int(s["labeled_batch"]), s["rec_weight"], **kw)
+                                int(s["labeled_batch"]), s["rec_weight"],
+                                float(s["kmeans_weight"]), **kw)
         return Case(name, f"ClusterNet fine-tuning step (2 % labels, batch 256 + "
                           f"{s['labeled_batch']} labeled, pair KL + k-means + rec, centre "
                           "updates)", EngineArm(run), plain)

@@ -257,3 +257,20 @@ def test_same_seed_same_result(digits):
     a = ClusterNet(10, **kw).fit(X, yp)
     b = ClusterNet(10, **kw).fit(X, yp)
     np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+
+
+def test_kmeans_weight_scales_both_kmeans_terms_in_the_loss(digits):
+    X, y = digits
+    X, y = X[:400], y[:400]
+    yp = partial_labels(y, 0.05, seed=0)
+    for w in (0.0, 0.5):
+        m = ClusterNet(10, profile="smoke", pretrain_epochs=0, cluster_epochs=2, T1=0, T2=1,
+                       kmeans_weight=w, verbose=False, batch_size=200, snapshot_size=100)
+        m.fit(X, yp, y=y)
+        for r in [s for s in m.history_.steps if s.get("phase", "cluster") == "cluster"]:
+            want = (r["pair_l"] + r["lambda"] * r["pair_u"] + r["rec"]
+                    + w * (r["kmeans_l"] + r["lambda"] * r["kmeans_u"]))  # eq 3, weighted
+            assert r["loss"] == pytest.approx(want, rel=1e-5)
+            assert r["kmeans_l"] > 0  # computed (and drawn) even at weight 0
+    assert ClusterNet(10, profile="paper").settings()["kmeans_weight"] == 1.0  # eq 3
+    assert "kmeans_weight" in [k.name for k in m.knob_specs()]

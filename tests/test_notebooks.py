@@ -50,10 +50,6 @@ DEMO_NOT_YET = {
                                   "demo run); over 5 seeds at 1 thread full - no L_r = "
                                   "+.0003 +- .0029 (seed_spread.py balanced-ablation): "
                                   "smaller than the spread between seeds",
-    "02_clusternet": "issue #7: held-out ACC .914 in the last demo run (λ annealed to 0.5); "
-                     "seeds 0-4 at 1 thread: .898 / .878 / .894 / .772 / .682 (seed_spread.py "
-                     "clusternet; margin 6: .894 / .926 / .914 / .712 / .882): not reliably "
-                     ">= .90",
     "04_sample_stability": "issue #9: ACC .822 in the last demo run (above IDEC .722 at 40 "
                            "pretraining epochs), seeds 0 / 1 / 2 at 1 thread .734 / .758 / "
                            ".750; 120 pretraining epochs: .790, but IDEC then .881",
