@@ -14,6 +14,8 @@ from clusterkit.methods import ClusterNet
 from clusterkit.methods.clusternet import (
     check_partial_labels,
     constrained_kmeans,
+    label_order,
+    labels_at_fraction,
     partial_labels,
     update_centers,
 )
@@ -274,3 +276,70 @@ def test_kmeans_weight_scales_both_kmeans_terms_in_the_loss(digits):
             assert r["kmeans_l"] > 0  # computed (and drawn) even at weight 0
     assert ClusterNet(10, profile="paper").settings()["kmeans_weight"] == 1.0  # eq 3
     assert "kmeans_weight" in [k.name for k in m.knob_specs()]
+
+
+def test_labels_at_fraction_nest_and_start_from_the_given_labels(digits):
+    _, y = digits
+    yp = partial_labels(y, 0.05, seed=0)
+    rank = label_order(yp, y, seed=0)
+    counts = np.bincount(y)
+    sets = {f: labels_at_fraction(y, rank, f) >= 0 for f in (0.0, 0.02, 0.05, 0.2, 1.0)}
+    for f, lab in sets.items():
+        want = np.maximum(1, np.floor(f * counts + 0.5))
+        np.testing.assert_array_equal(np.bincount(y[lab], minlength=10), want)
+    assert (sets[0.0] <= sets[0.02]).all() and (sets[0.02] <= sets[0.05]).all()
+    assert (sets[0.05] <= sets[0.2]).all() and sets[1.0].all()
+    np.testing.assert_array_equal(sets[0.05], yp >= 0)  # the given labels come first
+    assert (labels_at_fraction(y, rank, 0.2)[sets[0.2]] == y[sets[0.2]]).all()
+
+
+def test_label_fraction_knob_changes_the_labeled_set_while_training(digits, tmp_path):
+    from clusterkit.engine import Run
+
+    X, y = digits
+    yp = partial_labels(y, 0.05, seed=0)
+    given = yp >= 0
+    seen = []
+
+    def watch(event, run, payload):
+        m = run.method
+        if event == "step" and payload["phase"] == "cluster":
+            lab = m._is_lab.cpu().numpy()
+            seen.append((run.step, int(lab.sum()),
+                         bool(torch.equal(m.assign_[m._is_lab], m._yp[m._is_lab]))))
+            if len(seen) == 2:
+                run.set_knob("label_fraction", 0.2)  # reaches the next step
+            if len(seen) == 5:
+                run.stop()
+
+    m = ClusterNet(10, profile="smoke", pretrain_epochs=1, cluster_epochs=3, verbose=False,
+                   batch_size=256, snapshot_size=100)
+    run = m.prepare(X, yp, y=y, label_pool=y, callbacks=[watch])
+    assert run.knobs["label_fraction"] == pytest.approx(given.mean(), abs=1e-4)
+    run.fit()
+    n20 = int(np.maximum(1, np.floor(0.2 * np.bincount(y) + 0.5)).sum())
+    assert [n for _, n, _ in seen] == [int(given.sum())] * 2 + [n20] * 3
+    assert all(ok for _, _, ok in seen)  # labeled points sit in their class (eq 11)
+    now = m.y_partial_ >= 0
+    assert (now >= given).all() and (m.y_partial_[now] == y[now]).all()
+    # the pool travels with a checkpoint: a resumed run can move the knob again
+    resumed = Run.load(run.save(tmp_path / "cn.ckpt"), X, y, progress=False)
+    resumed.set_knob("label_fraction", 0.001)
+    assert (resumed.method.y_partial_ >= 0).sum() == 10  # one a class
+    assert ((resumed.method.y_partial_ >= 0) <= given).all()  # a prefix of the given set
+
+
+def test_label_fraction_knob_refuses_without_or_against_the_given_labels(digits):
+    X, y = digits
+    X, y = X[:300], y[:300]
+    yp = partial_labels(y, 0.1, seed=0)
+    m = ClusterNet(10, profile="smoke", verbose=False)
+    with pytest.raises(ValueError, match="label_pool"):
+        m.prepare(X, yp).set_knob("label_fraction", 0.2)
+    wrong = y.copy()
+    i = int(np.flatnonzero(yp >= 0)[0])
+    wrong[i] = (wrong[i] + 1) % 10
+    with pytest.raises(ValueError, match="contradicts"):
+        m.prepare(X, yp, label_pool=wrong)
+    with pytest.raises(ValueError, match="no -1"):
+        m.prepare(X, yp, label_pool=yp)

@@ -19,7 +19,10 @@ How the labels reach training: ``fit(X, y_partial)`` with ``y_partial`` (n,) int
 of each labeled point and -1 for every unlabeled one (scikit-learn's semi-supervised
 convention; ``(indices, labels)`` works too). :func:`partial_labels` draws a stratified,
 seeded fraction of each class from full labels. The labels of unlabeled points never reach
-training; ``fit(..., y=y)`` only reports metrics.
+training; ``fit(..., y=y)`` only reports metrics. ``fit(..., label_pool=y)`` hands over
+labels that a person could still give: the ``label_fraction`` knob then labels more (or
+fewer) points of each class while training runs, revealing pool labels one class-ordered
+prefix at a time (:func:`label_order`, :func:`labels_at_fraction`).
 
 Readings where the paper is ambiguous (PAPERS.md §2):
 
@@ -146,6 +149,37 @@ def check_partial_labels(labels: Any, n: int, n_clusters: int) -> np.ndarray:
     return y_partial
 
 
+def label_order(y_partial: np.ndarray, label_pool: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The order in which points of each class become labeled as a labeled fraction grows.
+
+    y_partial: (n,) int, -1 = unlabeled; label_pool: (n,) int, the class of every point that
+    a person could label (e.g. the true labels). Per class, the points labeled in
+    ``y_partial`` come first (seeded order), then the pool's other points of that class
+    (seeded order). Returns rank (n,) int64: the position of each point in its class's order.
+    """
+    rng = np.random.default_rng(seed)
+    rank = np.zeros(len(label_pool), dtype=np.int64)
+    for c in np.unique(label_pool):  # one permutation per class, not per point
+        given = rng.permutation(np.flatnonzero((label_pool == c) & (y_partial >= 0)))
+        rest = rng.permutation(np.flatnonzero((label_pool == c) & (y_partial < 0)))
+        rank[np.concatenate([given, rest])] = np.arange(len(given) + len(rest))
+    return rank
+
+
+def labels_at_fraction(label_pool: np.ndarray, rank: np.ndarray, fraction: float) -> np.ndarray:
+    """y_partial (n,) int64 with ``max(1, round(fraction * n_c))`` labeled points of each
+    class c of the pool: the first ones of the class's order ``rank``
+    (:func:`label_order`), so a smaller fraction labels a subset of a larger one."""
+    classes, counts = np.unique(label_pool, return_counts=True)
+    take = np.maximum(1, np.floor(float(fraction) * counts + 0.5)).astype(np.int64)
+    keep = rank < take[np.searchsorted(classes, label_pool)]
+    return np.where(keep, label_pool, UNLABELED).astype(np.int64)
+
+
+def as_tensor_or_none(a: np.ndarray | None) -> torch.Tensor | None:
+    return None if a is None else torch.as_tensor(a)
+
+
 # --------------------------------------------------------------------------- Alg. 1
 
 
@@ -247,7 +281,9 @@ class ClusterNet(DeepClusteringMethod):
     between T1 and T2; off: λ = ``lam``), ``lam``, ``kmeans_weight`` (the weight of both
     k-means terms; eq 3 has 1), and the loss switches ``use_pair``,
     ``use_kmeans``, ``use_reconstruction``.
-    The labeled fraction is fixed at fit time (it seeds the centres).
+    ``label_fraction``: the labeled share of each class, live when ``fit``/``prepare`` got a
+    ``label_pool``; new labeled points join their class at once (eq 11) and pull its centre
+    (eq 12); the centres' start (eq 9) uses the labels given at the start.
     """
 
     PROFILES: dict[str, dict[str, Any]] = {
@@ -305,14 +341,36 @@ class ClusterNet(DeepClusteringMethod):
 
     # ------------------------------------------------------------------ API
     def prepare(self, X: Any, y_partial: Any = None, *, y: np.ndarray | None = None,
-                eval_set: tuple[Any, Any] | None = None, callbacks: list | None = None) -> Run:
+                eval_set: tuple[Any, Any] | None = None, label_pool: Any = None,
+                callbacks: list | None = None) -> Run:
         """A run on X with partial labels ``y_partial`` ((n,) int, -1 = unlabeled, or
-        ``(indices, classes)``); ``y`` and ``eval_set`` are only reported."""
+        ``(indices, classes)``); ``y`` and ``eval_set`` are only reported.
+
+        ``label_pool`` (n,) int: the labels a person could still give (e.g. the true labels,
+        as a simulated annotator). With it, the ``label_fraction`` knob labels more points
+        of each class, or fewer, while training runs (:func:`labels_at_fraction`); only the
+        labeled points' pool labels ever reach training. It must agree with ``y_partial``.
+        """
         Xc = self._check_X(X)
         s = self.settings()
         if int(s["T2"]) <= int(s["T1"]):
             raise ValueError(f"annealing needs T1 < T2; got T1={s['T1']}, T2={s['T2']}")
         self.y_partial_ = check_partial_labels(y_partial, len(Xc), int(self.n_clusters))
+        self.label_pool_, self._label_rank = None, None
+        if label_pool is not None:
+            pool = check_partial_labels(label_pool, len(Xc), int(self.n_clusters))
+            if (pool < 0).any():
+                raise ValueError("label_pool needs a class for every point (no -1): it holds "
+                                 "the labels the label_fraction knob may reveal")
+            lab = self.y_partial_ >= 0
+            bad = np.flatnonzero(lab & (pool != self.y_partial_))
+            if bad.size:
+                raise ValueError(f"label_pool contradicts y_partial at {bad.size} labeled "
+                                 f"point(s), e.g. index {bad[0]}: y_partial says "
+                                 f"{self.y_partial_[bad[0]]}, label_pool {pool[bad[0]]}; pass "
+                                 f"the same labels for the labeled points")
+            self.label_pool_ = pool
+            self._label_rank = label_order(self.y_partial_, pool, self.seed)
         self.eval_set_ = None
         if eval_set is not None:
             if not (isinstance(eval_set, (tuple, list)) and len(eval_set) == 2):
@@ -328,9 +386,9 @@ class ClusterNet(DeepClusteringMethod):
         return super().prepare(Xc, None, y=y, callbacks=callbacks)
 
     def fit(self, X: Any, y_partial: Any = None, *, y: np.ndarray | None = None,
-            eval_set: tuple[Any, Any] | None = None) -> ClusterNet:
+            eval_set: tuple[Any, Any] | None = None, label_pool: Any = None) -> ClusterNet:
         """Train on X with partial labels (see :meth:`prepare`). Returns self."""
-        self.prepare(X, y_partial, y=y, eval_set=eval_set).fit()
+        self.prepare(X, y_partial, y=y, eval_set=eval_set, label_pool=label_pool).fit()
         return self
 
     def fit_predict(self, X, y_partial=None, *, y=None, **kw) -> np.ndarray:  # noqa: D102
@@ -368,18 +426,41 @@ class ClusterNet(DeepClusteringMethod):
                       "(eq 17 has 1), or the fixed weight when annealing is off"),
             Knob("kmeans_weight", float(s["kmeans_weight"]), "float", 0.0, 10.0,
                  help="weight of both k-means terms (eqs 4-5); eq 3 has 1"),
+            Knob("label_fraction", self._label_fraction(), "float", 0.0, 1.0,
+                 group="constraints",
+                 help="labeled share of each class (at least one point a class); moving it "
+                      "needs fit(..., label_pool=labels)"),
             switch("use_pair", bool(self.use_pair), help="pairwise KL loss (eqs 6-7)"),
             switch("use_kmeans", bool(self.use_kmeans), help="k-means loss (eqs 4-5)"),
             switch("use_reconstruction", bool(self.use_reconstruction),
                    help="reconstruction loss (eq 8)"),
         ]
 
+    def _label_fraction(self) -> float:
+        """The labeled share of the points now (0 before prepare)."""
+        yp = getattr(self, "y_partial_", None)
+        return 0.0 if yp is None or len(yp) == 0 else round(float((yp >= 0).mean()), 4)
+
     def _validate_knob(self, run: Run, name: str, value: Any) -> None:
+        if name == "label_fraction" and getattr(self, "label_pool_", None) is None:
+            raise ValueError("the label_fraction knob needs the labels it may reveal: "
+                             "prepare(X, y_partial, label_pool=y) (or fit(...)); this run "
+                             "has only its partial labels")
         if name == "T1" and value >= run.requested("T2"):
             raise ValueError(f"T1 must stay below T2 (now {run.requested('T2')}); raise T2 first")
         if name == "T2" and value <= run.requested("T1"):
             raise ValueError(f"T2 must stay above T1 (now {run.requested('T1')}); lower T1 "
                              f"first")
+
+    def _on_knob_change(self, run: Run, name: str, old: Any, new: Any) -> None:
+        if name != "label_fraction":
+            return
+        yp = labels_at_fraction(self.label_pool_, self._label_rank, float(new))
+        self._set_labels(run, yp)
+        if self.assign_ is not None:  # eq (11) from the next step on; N_k^u recounted
+            self.assign_ = torch.where(self._is_lab, self._yp, self.assign_)
+            self.counts_ = torch.bincount(self.assign_[~self._is_lab],
+                                          minlength=self.n_clusters).float()
 
     def lambda_at(self, epoch: int, knobs: dict | None = None) -> float:
         """λ of eq 3 at a (0-based) fine-tuning epoch under the given knobs (default: the
@@ -412,8 +493,9 @@ class ClusterNet(DeepClusteringMethod):
         yp = getattr(self, "y_partial_", None)
         if yp is not None and len(yp) == run.n:
             self._set_labels(run, yp)
-        else:  # Run.load: the labels come with the checkpoint
+        else:  # Run.load: the labels (and any label pool) come with the checkpoint
             self.y_partial_ = None
+            self.label_pool_, self._label_rank = None, None
 
     def _set_labels(self, run: Run, yp: np.ndarray) -> None:
         self.y_partial_ = np.asarray(yp, dtype=np.int64)
@@ -553,11 +635,16 @@ class ClusterNet(DeepClusteringMethod):
             return None if v is None else v.detach().cpu()
         return {"ae": self.autoencoder_.state_dict(), "centers": t(self.centers_),
                 "assign": t(self.assign_), "counts": t(self.counts_),
-                "y_partial": torch.as_tensor(self.y_partial_)}
+                "y_partial": torch.as_tensor(self.y_partial_),
+                "label_pool": t(as_tensor_or_none(getattr(self, "label_pool_", None))),
+                "label_rank": t(as_tensor_or_none(getattr(self, "_label_rank", None)))}
 
     def _load_state_dict(self, run: Run, state: dict) -> None:
         self.autoencoder_.load_state_dict(state["ae"])
         self._set_labels(run, state["y_partial"].numpy())
+        pool, rank = state.get("label_pool"), state.get("label_rank")
+        self.label_pool_ = None if pool is None else pool.numpy()
+        self._label_rank = None if rank is None else rank.numpy()
 
         def t(v):
             return None if v is None else v.to(run.device)
