@@ -426,7 +426,7 @@ class ClusterNet(DeepClusteringMethod):
                       "(eq 17 has 1), or the fixed weight when annealing is off"),
             Knob("kmeans_weight", float(s["kmeans_weight"]), "float", 0.0, 10.0,
                  help="weight of both k-means terms (eqs 4-5); eq 3 has 1"),
-            Knob("label_fraction", self._label_fraction(), "float", 0.0, 1.0,
+            Knob("label_fraction", self._label_fraction(), "log", 0.001, 1.0,
                  group="constraints",
                  help="labeled share of each class (at least one point a class); moving it "
                       "needs fit(..., label_pool=labels)"),
@@ -437,9 +437,10 @@ class ClusterNet(DeepClusteringMethod):
         ]
 
     def _label_fraction(self) -> float:
-        """The labeled share of the points now (0 before prepare)."""
+        """The labeled share of the points now (0.001, the knob's low end, before prepare)."""
         yp = getattr(self, "y_partial_", None)
-        return 0.0 if yp is None or len(yp) == 0 else round(float((yp >= 0).mean()), 4)
+        share = 0.0 if yp is None or len(yp) == 0 else round(float((yp >= 0).mean()), 4)
+        return min(1.0, max(0.001, share))
 
     def _validate_knob(self, run: Run, name: str, value: Any) -> None:
         if name == "label_fraction" and getattr(self, "label_pool_", None) is None:
