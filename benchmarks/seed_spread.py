@@ -9,6 +9,7 @@ rather than one draw.
     python benchmarks/seed_spread.py adc --seeds 0 --strategy random
     python benchmarks/seed_spread.py clusternet --seeds 0,1,2 --threads 2
     python benchmarks/seed_spread.py clusternet --seeds 0 --set '{"lr": 0.0003}'
+    python benchmarks/seed_spread.py clusternet --seeds 0 --fraction 0.005
     python benchmarks/seed_spread.py decs --seeds 0 --pre '{"pretrain_epochs": 80}'
     python benchmarks/seed_spread.py idec --seeds 0 --set '{"pretrain_epochs": 120}'
     python benchmarks/seed_spread.py balanced-ablation --seeds 0,1,2,3,4
@@ -72,10 +73,10 @@ def adc(seed: int, subset: int | None, strategy: str, kw: dict, pre_kw: dict) ->
 
 
 def clusternet(seed: int, subset: int | None, strategy: str, kw: dict,
-               pre_kw: dict) -> dict:
+               pre_kw: dict, fraction: float = 0.02) -> dict:
     ds = datasets.load("mnist-5k", subset=subset, seed=seed)
     train, test = ds.split(0.1, seed)
-    yp = partial_labels(train.y, 0.02, seed)
+    yp = partial_labels(train.y, fraction, seed)
     t0 = time.perf_counter()
     pre = ClusterNet(10, **{"pretrain_epochs": 20, "augment": True, **pre_kw},
                      cluster_epochs=0, seed=seed, device="cpu",
@@ -170,6 +171,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--set", default="{}", help="JSON settings for the main method")
     ap.add_argument("--pre", default="{}", help="JSON settings for the pretraining run")
     ap.add_argument("--subset", type=int, default=None, help="a smaller sample of mnist-5k")
+    ap.add_argument("--fraction", type=float, default=None,
+                    help="clusternet only: labeled fraction per class (default 0.02)")
     args = ap.parse_args(argv)
     try:
         kw = json.loads(args.set)
@@ -182,13 +185,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if pre_kw and args.method == "idec":
         ap.error("--pre does not apply to idec (its pretraining is part of the same fit): "
                  "pass pretrain_epochs and the like with --set")
+    extra = {}
+    if args.fraction is not None:
+        if args.method != "clusternet":
+            ap.error("--fraction applies to clusternet only")
+        extra["fraction"] = args.fraction
     torch.set_num_threads(args.threads)
     out = []
     for seed in seeds:
         rec = {"method": args.method, "seed": seed, "threads": args.threads, "set": kw,
                **({"pre": pre_kw} if pre_kw else {}),
-               **({"strategy": args.strategy} if args.method == "adc" else {}),
-               **RUNS[args.method](seed, args.subset, args.strategy, kw, pre_kw)}
+               **({"strategy": args.strategy} if args.method == "adc" else {}), **extra,
+               **RUNS[args.method](seed, args.subset, args.strategy, kw, pre_kw, **extra)}
         print(json.dumps(rec), flush=True)
         out.append(rec)
     accs = [r["acc"] for r in out]
