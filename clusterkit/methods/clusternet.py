@@ -176,7 +176,7 @@ def labels_at_fraction(label_pool: np.ndarray, rank: np.ndarray, fraction: float
     return np.where(keep, label_pool, UNLABELED).astype(np.int64)
 
 
-def as_tensor_or_none(a: np.ndarray | None) -> torch.Tensor | None:
+def _as_tensor_or_none(a: np.ndarray | None) -> torch.Tensor | None:
     return None if a is None else torch.as_tensor(a)
 
 
@@ -283,7 +283,7 @@ class ClusterNet(DeepClusteringMethod):
     ``use_kmeans``, ``use_reconstruction``.
     ``label_fraction``: the labeled share of each class, live when ``fit``/``prepare`` got a
     ``label_pool``; new labeled points join their class at once (eq 11) and pull its centre
-    (eq 12); the centres' start (eq 9) uses the labels given at the start.
+    (eq 12); the centres start (eq 9) from the labels in place when fine-tuning begins.
     """
 
     PROFILES: dict[str, dict[str, Any]] = {
@@ -637,8 +637,8 @@ class ClusterNet(DeepClusteringMethod):
         return {"ae": self.autoencoder_.state_dict(), "centers": t(self.centers_),
                 "assign": t(self.assign_), "counts": t(self.counts_),
                 "y_partial": torch.as_tensor(self.y_partial_),
-                "label_pool": t(as_tensor_or_none(getattr(self, "label_pool_", None))),
-                "label_rank": t(as_tensor_or_none(getattr(self, "_label_rank", None)))}
+                "label_pool": t(_as_tensor_or_none(getattr(self, "label_pool_", None))),
+                "label_rank": t(_as_tensor_or_none(getattr(self, "_label_rank", None)))}
 
     def _load_state_dict(self, run: Run, state: dict) -> None:
         self.autoencoder_.load_state_dict(state["ae"])
