@@ -176,10 +176,6 @@ def labels_at_fraction(label_pool: np.ndarray, rank: np.ndarray, fraction: float
     return np.where(keep, label_pool, UNLABELED).astype(np.int64)
 
 
-def _as_tensor_or_none(a: np.ndarray | None) -> torch.Tensor | None:
-    return None if a is None else torch.as_tensor(a)
-
-
 # --------------------------------------------------------------------------- Alg. 1
 
 
@@ -459,9 +455,7 @@ class ClusterNet(DeepClusteringMethod):
         yp = labels_at_fraction(self.label_pool_, self._label_rank, float(new))
         self._set_labels(run, yp)
         if self.assign_ is not None:  # eq (11) from the next step on; N_k^u recounted
-            self.assign_ = torch.where(self._is_lab, self._yp, self.assign_)
-            self.counts_ = torch.bincount(self.assign_[~self._is_lab],
-                                          minlength=self.n_clusters).float()
+            self._set_assign(torch.where(self._is_lab, self._yp, self.assign_))
 
     def lambda_at(self, epoch: int, knobs: dict | None = None) -> float:
         """λ of eq 3 at a (0-based) fine-tuning epoch under the given knobs (default: the
@@ -545,9 +539,13 @@ class ClusterNet(DeepClusteringMethod):
         new = torch.where(self._is_lab, self._yp, q.argmax(1))
         changed = 1.0 if self.assign_ is None else float(
             (new != self.assign_)[~self._is_lab].float().mean())
-        self.assign_ = new
-        self.counts_ = torch.bincount(new[~self._is_lab], minlength=self.n_clusters).float()
+        self._set_assign(new)
         return changed
+
+    def _set_assign(self, assign: torch.Tensor) -> None:
+        """The hard assignment (n,) and N_k^u of eq 13, the unlabeled points of cluster k."""
+        self.assign_ = assign
+        self.counts_ = torch.bincount(assign[~self._is_lab], minlength=self.n_clusters).float()
 
     def _cluster_optimizer(self, run: Run) -> torch.optim.Optimizer:
         return parts.adam(self.autoencoder_.parameters(), lr=run.knobs["lr"])
@@ -634,11 +632,14 @@ class ClusterNet(DeepClusteringMethod):
     def _state_dict(self, run: Run) -> dict:
         def t(v):
             return None if v is None else v.detach().cpu()
+
+        def arr(a):
+            return None if a is None else torch.as_tensor(a)
         return {"ae": self.autoencoder_.state_dict(), "centers": t(self.centers_),
                 "assign": t(self.assign_), "counts": t(self.counts_),
                 "y_partial": torch.as_tensor(self.y_partial_),
-                "label_pool": t(_as_tensor_or_none(getattr(self, "label_pool_", None))),
-                "label_rank": t(_as_tensor_or_none(getattr(self, "_label_rank", None)))}
+                "label_pool": arr(getattr(self, "label_pool_", None)),
+                "label_rank": arr(getattr(self, "_label_rank", None))}
 
     def _load_state_dict(self, run: Run, state: dict) -> None:
         self.autoencoder_.load_state_dict(state["ae"])
