@@ -143,6 +143,9 @@ def test_variants_settings_and_overrides():
     c = DECS(variant="code").settings()
     assert (c["lam"], c["alpha"], c["determinacy"], c["stability_variance"],
             c["optimizer"]) == (0.4, 0.5, "linear", True, "adam")
+    # eq (1) keeps the decoder in the paper variant; the code drops it; an argument wins
+    assert p["use_reconstruction"] and not c["use_reconstruction"]
+    assert not DECS(variant="paper", use_reconstruction=False).settings()["use_reconstruction"]
     assert p["cluster_lr"] == 0.01 and DECS(profile="paper").settings()["cluster_lr"] == 1e-3
     assert DECS(profile="demo").settings()["cluster_lr"] == 1e-4
     assert DECS(variant="paper", lam=0.3).settings()["lam"] == 0.3
@@ -229,6 +232,9 @@ def test_a_cpu_run_repeats_exactly_and_knobs_reach_the_loss(digits):
     run.fit()
     last = run.history.steps[-1]
     assert last["t"] == pytest.approx(0.42) and "rec" in last
+    assert "rec" not in a.history_.steps[-1]  # the code variant drops the decoder...
+    paper = DECS(**kw, variant="paper").fit(X)  # ...the paper variant keeps it (eq 1)
+    assert "rec" in paper.history_.steps[-1]
 
 
 def test_reuses_a_pretrained_autoencoder_and_works_on_vectors(digits):

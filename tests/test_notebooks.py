@@ -50,9 +50,12 @@ DEMO_NOT_YET = {
                                   "demo run); over 5 seeds at 1 thread full - no L_r = "
                                   "+.0003 +- .0029 (seed_spread.py balanced-ablation): "
                                   "smaller than the spread between seeds",
-    "04_sample_stability": "issue #9: ACC .822 in the last demo run (above IDEC .722 at 40 "
-                           "pretraining epochs), seeds 0 / 1 / 2 at 1 thread .734 / .758 / "
-                           ".750; 120 pretraining epochs: .790, but IDEC then .881",
+    "04_sample_stability": "issue #9: ACC .822 (code variant; paper variant .793) in the "
+                           "last demo run, above IDEC .722 at 40 pretraining epochs; at 1 "
+                           "thread the code variant ends .73-.80 over seeds and settings "
+                           "(pretraining lr, width, epochs, reconstruction: "
+                           "benchmarks/README.md); 120 pretraining epochs: .790, but IDEC "
+                           "then .881",
     "05_contractive_focal": "issue #10: ACC .854 >= .85 in the last demo run, but focal only "
                             ".879 and neither .871 are ahead of it; over 5 seeds at 1 thread "
                             "full - focal only = -.0011 +- .0025, full - contractive only = "
