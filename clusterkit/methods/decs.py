@@ -24,8 +24,9 @@ decoder loss while clustering kept (eq 1)                   dropped
 
 The paper's eq (1) adds the reconstruction loss while its Fig. 1 drops the decoder; the code
 drops it. ``use_reconstruction`` (a knob) chooses. The paper variant follows eq (1): on
-``mnist-5k`` with the demo's pretraining it ended 3 and 5 points higher with the decoder kept
-(seeds 0 / 1, 1 thread: .765 / .755 against .735 / .703; benchmarks/README.md).
+``mnist-5k`` after the demo's pretraining, keeping the decoder helped it in three runs of four
+(seeds 0 / 1 / 2 at 1 thread: .765 / .755 / .776 against .735 / .703 / .784; notebook 04 at
+2 threads: .793 against .699; benchmarks/README.md).
 """
 
 from __future__ import annotations
