@@ -49,7 +49,8 @@ def main(argv: list[str]) -> int:
             if not check:
                 f.write_text(json.dumps(strip(nb), indent=1, ensure_ascii=False) + "\n")
     if check and bad:
-        print("Notebooks with outputs or cells without an id (run `make strip`):", *map(str, bad), sep="\n  ")
+        print("Notebooks with outputs or cells without an id (run `make strip`):",
+              *map(str, bad), sep="\n  ")
         return 1
     if bad:
         print("stripped:", *map(str, bad), sep="\n  ")

@@ -228,6 +228,26 @@ def test_a_loss_only_redraw_gives_the_same_pixels_as_a_full_one(digits, dashboar
     assert dash.render() == partial
 
 
+def test_a_recorded_q_histogram_replaces_the_knob_log_with_its_threshold(digits, dashboards):
+    X, y = digits
+    dash = Dashboard(tiny_idec(), X, y=y, interactive=False)
+    dashboards.append(dash)
+    extra = dash._axes.ravel()[3]
+    h = dash.run.history
+    h.steps += [{"step": s, "epoch": 1, "phase": "cluster", "loss": 1.0} for s in (1, 2)]
+    h.epochs.append({"epoch": 1, "phase": "cluster", "step": 2, "acc": 0.5})
+    dash.render()
+    assert extra.get_title(loc="left") == "knob changes"
+    counts = [0] * 50
+    counts[2], counts[40] = 900, 100  # a histogram as DECS records it (q_hist)
+    h.epochs.append({"epoch": 2, "phase": "cluster", "step": 4, "acc": 0.6, "t_last": 0.37,
+                     "q_hist": counts})
+    dash.render()
+    assert extra.get_title(loc="left") == "histogram of q (epoch 2)"
+    assert [ln.get_xdata()[0] for ln in extra.lines] == [0.37]  # the threshold's line
+    assert extra.get_yscale() == "log" and len(extra.patches) == 1
+
+
 def test_not_interactive_trains_in_the_foreground_to_the_end(digits, dashboards, capsys):
     X, y = digits
     dash = Dashboard(tiny_idec(pretrain_epochs=1, cluster_epochs=1), X, y=y, interactive=False)

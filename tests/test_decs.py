@@ -10,6 +10,7 @@ from sklearn.base import clone
 
 from clusterkit import losses, metrics
 from clusterkit.methods import DECS
+from clusterkit.methods.decs import Q_HIST_BINS
 from clusterkit.models import ConvAutoencoder, student_t
 
 
@@ -207,6 +208,11 @@ def test_decs_clusters_digits_and_records_threshold_and_stability(digits):
     assert acc > 0.6, acc  # chance is 0.1
     assert cl[-1]["acc"] >= cl[0]["acc"] - 0.02  # clustering does not undo k-means
     assert all(0 < r["t"] < 1 for r in cl)  # the Otsu threshold, per epoch
+    # each epoch's histogram counts every q of its batches once: n samples x k centres
+    assert all(len(r["q_hist"]) == Q_HIST_BINS and sum(r["q_hist"]) == len(X) * 10 for r in cl)
+    # and the threshold sits between its two piles: mass on both sides of t_last
+    edges = np.linspace(0, 1, Q_HIST_BINS + 1)[1:]
+    assert all(0 < sum(np.asarray(r["q_hist"])[edges <= r["t_last"]]) < len(X) * 10 for r in cl)
     assert m.stability_.shape == (len(X),) and 0 < m.threshold_ < 1
     assert m.history_.snapshots[-1].extras["stability"].shape == (300,)
     # the stability of the points rose while clustering
@@ -250,3 +256,26 @@ def test_reuses_a_pretrained_autoencoder_and_works_on_vectors(digits):
     v = DECS(profile="smoke", dims=(32, 10), verbose=False, snapshot_epochs=None)
     v.fit(X.reshape(len(X), -1))
     assert type(v.autoencoder_).__name__ == "MLPAutoencoder" and v.labels_.shape == (500,)
+
+
+def test_a_run_resumed_mid_epoch_records_the_same_threshold_and_histogram(digits, tmp_path):
+    from clusterkit.engine import Run
+
+    X, y = digits
+    X, y = X[:400], y[:400]
+    kw = dict(profile="smoke", pretrain_epochs=1, cluster_epochs=2, verbose=False,
+              snapshot_epochs=None, batch_size=128, seed=3)
+    full = DECS(**kw).fit(X, y=y)
+
+    def stop(event, run, payload):  # 4 steps an epoch: step 6 is inside the first clustering one
+        if event == "step" and run.step == 6:
+            run.stop()
+
+    run = DECS(**kw).prepare(X, y=y, callbacks=[stop])
+    run.fit()
+    resumed = Run.load(run.save(tmp_path / "decs.ckpt"), X, y, progress=False).fit()
+    want = [r for r in full.history_.epochs if r["phase"] == "cluster"]
+    got = [r for r in resumed.history.epochs if r["phase"] == "cluster"]
+    assert [r["q_hist"] for r in got] == [r["q_hist"] for r in want]
+    assert [r["t"] for r in got] == pytest.approx([r["t"] for r in want])
+    np.testing.assert_array_equal(resumed.method.labels_, full.labels_)

@@ -19,8 +19,10 @@ the live figure:
   goes negative is drawn as ``|term|``);
 - ACC / NMI / NE over epochs, when the run knows the true labels;
 - the cluster sizes of the last evaluated epoch (dashed: the balanced size n / k);
-- the fraction of pairwise constraints satisfied, when the run has constraints (otherwise the
-  log of knob changes).
+- the fraction of pairwise constraints satisfied, when the run has constraints; the
+  histogram of the soft assignments q that the last epoch's batches gave, with the
+  threshold t of its last step, when the method records one (``q_hist``: DECS, whose loss
+  is built around that threshold); otherwise the log of knob changes.
 
 Every knob change (``run.history.changes``) is a dashed vertical line on the curves, labelled
 ``knob=value``, at the step after which the new value was used (on the epoch axis, at the
@@ -774,9 +776,25 @@ class Dashboard:
             ax_size.set_title("cluster sizes", fontsize=10, loc="left", y=1.0, pad=3)
             _empty(ax_size, "no clusters yet")
 
-        # constraints satisfied, or the knob-change log
+        # constraints satisfied, the q histogram of a thresholding method, or the knob log
         rows = [r for r in epochs if "satisfied" in r]
-        if rows:
+        hist = next((r for r in reversed(epochs) if "q_hist" in r), None)
+        if not rows and hist is not None:
+            counts = np.asarray(hist["q_hist"], dtype=float)
+            edges = np.linspace(0.0, 1.0, len(counts) + 1)
+            # log counts: most q are near 0 (a sample's k - 1 far centres); empty bins unfilled
+            ax_extra.stairs(np.where(counts > 0, counts, np.nan), edges, baseline=0.8,
+                            fill=True, color="#8172b3", alpha=0.7)
+            ax_extra.set_yscale("log", nonpositive="mask")
+            ax_extra.set_xlim(0, 1)
+            ax_extra.set_xlabel("q (all of the epoch's batches)")
+            title = f"histogram of q (epoch {hist['epoch']})"
+            if "t_last" in hist:
+                ax_extra.axvline(hist["t_last"], color="#c44e52", ls="--", lw=1.2,
+                                 label=f"t = {hist['t_last']:.3f} (last step)")
+                ax_extra.legend(fontsize=8, loc="upper center")
+            ax_extra.set_title(title, fontsize=10, loc="left", y=1.0, pad=3)
+        elif rows:
             ax_extra.set_title("constraints satisfied", fontsize=10, loc="left", y=1.0, pad=3)
             ax_extra.plot([r["epoch"] for r in rows], [r["satisfied"] for r in rows],
                           marker=".", ms=4, color="#2a9d8f")

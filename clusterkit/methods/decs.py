@@ -51,6 +51,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
                  optimizer="adam", use_reconstruction=False),
 }
 THRESHOLDS = ("otsu", "fixed")
+#: bins over [0, 1] of the per-epoch histogram of the batches' q (``q_hist`` in each
+#: clustering epoch's record: what the threshold saw; the dashboard draws it)
+Q_HIST_BINS = 50
 
 
 class DECS(AutoencoderMethod):
@@ -81,6 +84,9 @@ class DECS(AutoencoderMethod):
 
     Fitted: ``labels_`` (n,), ``cluster_centers_`` (k, d), ``embedding_`` (n, d),
     ``stability_`` (n,) per-sample stability at the end, ``threshold_`` the final threshold.
+    Each clustering epoch's record in ``history_.epochs`` holds ``t`` (the mean threshold of
+    its steps), ``t_last`` and ``q_hist``: counts of all the q values its batches gave, in
+    ``Q_HIST_BINS`` equal bins over [0, 1] (the dashboard draws it with t).
     """
 
     PROFILES: dict[str, dict[str, Any]] = {
@@ -215,6 +221,7 @@ class DECS(AutoencoderMethod):
         self.head_ = None
         self.threshold_ = float("nan")
         self._epoch_t: list[torch.Tensor] = []
+        self._epoch_hist: torch.Tensor | None = None  # counts of the epoch's batch q values
 
     def _phases(self, run: Run) -> list[Phase]:
         s = self.settings_
@@ -235,6 +242,7 @@ class DECS(AutoencoderMethod):
         self.head_ = StudentTHead(centers, float(run.knobs["alpha"])).to(run.device)
         run._embed_cache = None
         self._epoch_t = []
+        self._epoch_hist = None
         # the clustering phase has its own learning rate; the engine applies the lr knob
         # to the optimizer built next, and later moves of the knob act on it
         lr = float(self.settings_["cluster_lr"])
@@ -280,6 +288,9 @@ class DECS(AutoencoderMethod):
         out["t"] = t.detach()
         out["stability"] = s.detach().mean()
         self._epoch_t.append(t.detach())
+        # the q values each threshold was computed from, for the dashboard's histogram
+        h = torch.histc(q.detach().float(), bins=Q_HIST_BINS, min=0.0, max=1.0)
+        self._epoch_hist = h if self._epoch_hist is None else self._epoch_hist + h
         return out
 
     def _cluster_epoch_end(self, run: Run) -> dict:
@@ -288,7 +299,11 @@ class DECS(AutoencoderMethod):
         ts = torch.stack(self._epoch_t).float()
         self._epoch_t = []
         self.threshold_ = float(ts[-1])
-        return {"t": float(ts.mean()), "t_last": float(ts[-1])}
+        rec: dict[str, Any] = {"t": float(ts.mean()), "t_last": float(ts[-1])}
+        if self._epoch_hist is not None:
+            rec["q_hist"] = [int(v) for v in self._epoch_hist.round().tolist()]
+        self._epoch_hist = None
+        return rec
 
     @torch.no_grad()
     def stability_of(self, run: Run, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,7 +322,9 @@ class DECS(AutoencoderMethod):
     def _state_dict(self, run: Run) -> dict:
         return {"ae": self.autoencoder_.state_dict(), "head": parts.module_state(self.head_),
                 "alpha": float(run.knobs["alpha"]), "threshold": float(self.threshold_),
-                "epoch_t": [float(v) for v in self._epoch_t]}
+                "epoch_t": [float(v) for v in self._epoch_t],
+                "epoch_hist": (None if self._epoch_hist is None
+                               else self._epoch_hist.cpu().tolist())}
 
     def _load_state_dict(self, run: Run, state: dict) -> None:
         self.autoencoder_.load_state_dict(state["ae"])
@@ -315,6 +332,8 @@ class DECS(AutoencoderMethod):
             self.head_ = StudentTHead(state["head"]["centers"], state["alpha"]).to(run.device)
         self.threshold_ = state["threshold"]
         self._epoch_t = [torch.tensor(v, device=run.device) for v in state["epoch_t"]]
+        hist = state.get("epoch_hist")  # absent from checkpoints written before it existed
+        self._epoch_hist = None if hist is None else torch.tensor(hist, device=run.device)
 
     @torch.no_grad()
     def _finalize(self, run: Run) -> None:
