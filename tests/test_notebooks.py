@@ -46,8 +46,8 @@ DEMO_ABOVE = {
 #: fail (xfail, not strict) until their issue is done; thresholds stay as the issues set them.
 DEMO_NOT_YET = {
     "01_balanced_semisupervised": "issue #6: ACC .969 / NE .9999 met, but the 'no L_r' "
-                                  "ablation ties the full model (.9688 / .9688 in the last "
-                                  "demo run); over 5 seeds at 1 thread full - no L_r = "
+                                  "ablation ties the full model (.9684 / .9682 in the last "
+                                  "clean-clone demo run); over 5 seeds at 1 thread full - no L_r = "
                                   "+.0003 +- .0029 (seed_spread.py balanced-ablation): "
                                   "smaller than the spread between seeds",
     "04_sample_stability": "issue #9: ACC .822 (code variant; paper variant .793) in the "
