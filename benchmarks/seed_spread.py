@@ -140,8 +140,9 @@ def balanced_ablation(seed: int, subset: int | None, strategy: str, kw: dict,
         cons = BalancedSemiSupervised.make_constraints(ds.y, fraction=0.2, ml_ratio=0.5,
                                                        seed=seed)
         return pre, lambda off: BalancedSemiSupervised(
-            10, variant="paper", pretrained=pre, seed=seed, device="cpu", verbose=False,
-            snapshot_epochs=None, **kw, **off).fit(ds.X, cons, y=ds.y).labels_
+            10, pretrained=pre, seed=seed, device="cpu", verbose=False,
+            snapshot_epochs=None, **{"variant": "paper", **kw, **off}).fit(ds.X, cons,
+                                                                           y=ds.y).labels_
 
     return _ablation(seed, subset, setup, BALANCED_ARMS)
 
