@@ -261,6 +261,23 @@ def test_same_seed_same_result(digits):
     np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
 
 
+def test_a_pretrained_autoencoder_left_in_eval_mode_still_trains_with_dropout(digits):
+    X, y = digits
+    X, y = X[:300], y[:300]
+    ae = ClusterNetAE(tuple(X.shape[1:]), latent=8).eval()  # as a reader may leave it
+    modes: list[bool] = []
+
+    def watch(event, run, payload):
+        if event == "step":
+            modes.append(all(mod.training for mod in run.method.autoencoder_.modules()))
+
+    m = ClusterNet(10, profile="smoke", pretrained=ae, cluster_epochs=1, verbose=False,
+                   batch_size=100, snapshot_epochs=None)
+    m.prepare(X, partial_labels(y, 0.1, seed=0), callbacks=[watch]).fit()
+    assert modes and all(modes)  # dropout on in every step
+    assert not ae.training  # the caller's module is left as it was
+
+
 def test_kmeans_weight_scales_both_kmeans_terms_in_the_loss(digits):
     X, y = digits
     X, y = X[:400], y[:400]

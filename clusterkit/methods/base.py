@@ -219,9 +219,11 @@ class AutoencoderMethod(DeepClusteringMethod):
 
 
 def copy_module(src: Any, attr: str = "autoencoder_") -> nn.Module:
-    """A deep copy of a fitted method's module (``pretrained=`` arguments) or of a module."""
+    """A deep copy of a fitted method's module (``pretrained=`` arguments) or of a module,
+    in training mode: a module its owner left in eval mode (to look at reconstructions, say)
+    would otherwise train with dropout off and BatchNorm frozen. The source is not touched."""
     mod = getattr(src, attr, src)
     if not isinstance(mod, nn.Module):
         raise ValueError(f"pretrained must be a fitted clusterkit method or a torch module; "
                          f"got {type(src).__name__}")
-    return copy.deepcopy(mod)
+    return copy.deepcopy(mod).train()
