@@ -788,12 +788,12 @@ class Dashboard:
             ax_extra.set_yscale("log", nonpositive="mask")
             ax_extra.set_xlim(0, 1)
             ax_extra.set_xlabel("q (all of the epoch's batches)")
-            title = f"histogram of q (epoch {hist['epoch']})"
             if "t_last" in hist:
                 ax_extra.axvline(hist["t_last"], color="#c44e52", ls="--", lw=1.2,
                                  label=f"t = {hist['t_last']:.3f} (last step)")
                 ax_extra.legend(fontsize=8, loc="upper center")
-            ax_extra.set_title(title, fontsize=10, loc="left", y=1.0, pad=3)
+            ax_extra.set_title(f"histogram of q (epoch {hist['epoch']})", fontsize=10,
+                               loc="left", y=1.0, pad=3)
         elif rows:
             ax_extra.set_title("constraints satisfied", fontsize=10, loc="left", y=1.0, pad=3)
             ax_extra.plot([r["epoch"] for r in rows], [r["satisfied"] for r in rows],

@@ -210,7 +210,7 @@ class DECS(AutoencoderMethod):
             if have and int(np.prod(have)) != int(np.prod(shape)):
                 raise ValueError(f"the pretrained autoencoder takes inputs of shape {have} but "
                                  f"X has samples of shape {shape}")
-            self.autoencoder_ = ae.train()  # a copy may have been left in eval mode
+            self.autoencoder_ = ae  # copy_module returns it in training mode
         elif len(shape) == 3 and s["channels"] != "mlp" and min(shape[1:]) >= 8:
             self.autoencoder_ = ConvAutoencoder(shape, s["embed_dim"],
                                                 tuple(s["channels"])).to(run.device)
