@@ -76,6 +76,7 @@ def test_tiny_ablations_put_every_arm_beside_the_paper(tmp_path):
     assert "## DCCF, contractive + focal (05)" not in text
 
 
+@pytest.mark.slow  # several end-to-end subprocess runs: `make test`, not test-fast
 def test_runs_are_recorded_as_they_end_and_not_run_again(tmp_path):
     out, store = tmp_path / "t.md", tmp_path / "runs.json"
     p = _run("--cpu", "--tiny", "--only", "dccf", "--out", str(out), "--results", str(store))
@@ -101,6 +102,7 @@ def test_runs_are_recorded_as_they_end_and_not_run_again(tmp_path):
     assert store.read_text() == "{not json"
 
 
+@pytest.mark.slow  # several end-to-end subprocess runs: `make test`, not test-fast
 def test_budget_leaves_the_runs_that_would_not_fit(tmp_path):
     out = tmp_path / "t.md"
     p = _run("--cpu", "--budget", "0.05", "--only", "dccf", "--datasets", "usps", "--seeds",
@@ -128,6 +130,7 @@ def test_runs_go_breadth_first():
         (mod.BY_KEY["tour"], "usps", 0)]
 
 
+@pytest.mark.slow  # several end-to-end subprocess runs: `make test`, not test-fast
 def test_gpu_session_script_dry_run(tmp_path):
     """benchmarks/gpu_session.sh is what a session with a GPU runs in its one device call:
     its DRY_RUN checks every step on a CPU, so that scarce device time is not lost to a typo."""
