@@ -19,8 +19,8 @@ rather than one draw.
 ``LabelOracle`` (T rounds, n/25 pairs each); ``clusternet``: notebook 02's 10 % held-out
 split, 2 % labels per class, 20 augmented pretraining epochs, then the fine-tuning run with
 ``eval_set`` (held-out ACC per epoch); ``decs``: notebook 04's pretraining (``DECS`` with
-``cluster_epochs=0``), then the code variant from it (ACC per epoch; ``--set
-'{"variant": "paper"}'`` for the other); ``idec``: notebook
+``cluster_epochs=0``), then the code variant from it (ACC and the mean stability of all
+points per epoch; ``--set '{"variant": "paper"}'`` for the other); ``idec``: notebook
 04's IDEC baseline (40 pretraining and 20 clustering epochs unless ``--set``);
 ``balanced-ablation`` and ``dccf-ablation``: notebook 01's and 05's ablations (Table IV,
 Table 5): one pretraining, then the full model and each ablation arm from it, with the
@@ -101,6 +101,7 @@ def decs(seed: int, subset: int | None, strategy: str, kw: dict, pre_kw: dict) -
              snapshot_epochs=None, **{"variant": "code", **kw}).fit(ds.X, y=ds.y)
     return {"pretrain_acc": round(metrics.acc(ds.y, pre.labels_), 4),
             "curve": [round(v, 3) for v in m.history_.curve("acc")[1]],
+            "stability_curve": [round(v, 3) for v in m.history_.curve("mean_stability")[1]],
             "acc": round(metrics.acc(ds.y, m.labels_), 4),
             "pretrain_seconds": round(t_pre), "seconds": round(time.perf_counter() - t0)}
 

@@ -444,6 +444,7 @@ class Run:
             rec.update(metrics.evaluate(self.y, pred, n_clusters=k))
         if self.constraints is not None and len(self.constraints):
             rec["satisfied"] = float(self.constraints.satisfied(pred).mean())
+        rec.update(self.method._evaluation_extras(self, q))
         return rec
 
     def _pick_snapshot_points(self) -> None:

@@ -61,6 +61,10 @@ def image_grid(X: np.ndarray, labels: np.ndarray, *, per_row: int = 10, seed: in
     return fig
 
 
+#: panel titles of epoch-level keys whose upper-cased name would not read well
+_TITLES = {"mean_stability": "mean stability (all points)", "t": "threshold t"}
+
+
 def curves(histories: Mapping[str, History], keys: Sequence[str] = ("acc", "nmi"),
            phase: str | None = "cluster") -> Figure:
     """Epoch-level metrics of one or more runs, one panel per key."""
@@ -72,7 +76,7 @@ def curves(histories: Mapping[str, History], keys: Sequence[str] = ("acc", "nmi"
             if len(e):
                 ax.plot(e - e[0] + 1, v, label=name, marker="." if len(e) < 30 else None)
         ax.set_xlabel("epoch")
-        ax.set_title(key.upper())
+        ax.set_title(_TITLES.get(key, key.upper()))
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.tight_layout()

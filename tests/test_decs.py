@@ -218,6 +218,11 @@ def test_decs_clusters_digits_and_records_threshold_and_stability(digits):
     # the stability of the points rose while clustering
     s0 = m.history_.snapshots[0].extras["stability"].mean()
     assert m.history_.snapshots[-1].extras["stability"].mean() > s0
+    # every evaluated clustering epoch records the objective on all n points; the last one
+    # is the fitted model's (same q, same t), and it rose as the loss fell
+    assert all("mean_stability" in r for r in cl)
+    assert cl[-1]["mean_stability"] == pytest.approx(float(m.stability_.mean()), abs=1e-6)
+    assert cl[-1]["mean_stability"] > cl[0]["mean_stability"]
     assert m.cluster_centers_.shape == (10, 10) and m.transform(X[:7]).shape == (7, 10)
     np.testing.assert_array_equal(m.predict(X), m.labels_)
 

@@ -186,6 +186,11 @@ class DeepClusteringMethod(ClusterMixin, BaseEstimator):
     def _snapshot_extras(self, run: Run, idx: torch.Tensor) -> dict[str, np.ndarray]:
         return {}
 
+    def _evaluation_extras(self, run: Run, q: torch.Tensor) -> dict[str, Any]:
+        """More entries for an evaluated epoch's record, from the whole data's soft
+        assignments q (n, k) (the evaluation's own pass: no extra forward)."""
+        return {}
+
     @torch.no_grad()
     def _finalize(self, run: Run) -> None:
         """Set the fitted attributes from the run's current state."""

@@ -86,7 +86,8 @@ class DECS(AutoencoderMethod):
     ``stability_`` (n,) per-sample stability at the end, ``threshold_`` the final threshold.
     Each clustering epoch's record in ``history_.epochs`` holds ``t`` (the mean threshold of
     its steps), ``t_last`` and ``q_hist``: counts of all the q values its batches gave, in
-    ``Q_HIST_BINS`` equal bins over [0, 1] (the dashboard draws it with t).
+    ``Q_HIST_BINS`` equal bins over [0, 1] (the dashboard draws it with t); each evaluated
+    epoch's also holds ``mean_stability``, the mean s_i of all n samples in eval mode.
     """
 
     PROFILES: dict[str, dict[str, Any]] = {
@@ -311,6 +312,12 @@ class DECS(AutoencoderMethod):
         knobs, with the threshold taken from q itself (Otsu) or the fixed t; and t."""
         t = self._threshold(run, q)
         return self._stability(run, q, t), t
+
+    def _evaluation_extras(self, run: Run, q: torch.Tensor) -> dict[str, Any]:
+        # the objective on the whole data (eval mode): 1 - L_c of eq (8) without the code's
+        # variance term; it rises while ACC may fall (benchmarks/README.md, session 11)
+        s, _ = self.stability_of(run, q)
+        return {"mean_stability": float(s.float().mean())}
 
     def _snapshot_extras(self, run: Run, idx: torch.Tensor) -> dict[str, np.ndarray]:
         _, q = run.embed_all()
