@@ -651,6 +651,27 @@ def measure(case: Case, pairs: int, window: int) -> dict[str, float]:
             "evaluated": evaluated, "steps": steps * pairs}
 
 
+def one_malloc_arena() -> str:
+    """Ask glibc's malloc to serve all threads from its main arena (M_ARENA_MAX = 1) before
+    the engine's thread exists. With per-thread arenas, the engine's thread allocates from a
+    second arena whose heaps are capped at 64 MiB; alternating with the plain loops of the
+    main thread, its conv steps then ran 15-25 % slower than the same steps called from the
+    main thread, while a whole run in a background thread is as fast as in the foreground
+    (``bench_background.py``): a cost of this harness, not of the engine."""
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return "default (not glibc)"
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(-8, 1)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        return "default (mallopt unavailable)"
+    return "one (M_ARENA_MAX = 1)" if ok == 1 else "default (mallopt refused)"
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -673,7 +694,14 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                          "in the notebooks; snapshots are then taken no more often either). "
                          "Use with --window of the same size")
     ap.add_argument("--seed", type=int, default=0, help="seed of both arms")
+    ap.add_argument("--malloc-arenas", choices=("one", "default"), default="one",
+                    help="'one' (default): glibc's malloc serves every thread from its main "
+                         "arena (mallopt M_ARENA_MAX = 1), so that the engine's thread and the "
+                         "plain loops in the main thread allocate alike; 'default': per-thread "
+                         "arenas, where alternating the arms in one process slows the "
+                         "engine's conv steps (benchmarks/README.md, session 12)")
     args = ap.parse_args(argv)
+    arenas = one_malloc_arena() if args.malloc_arenas == "one" else "default"
     global EVAL_EVERY
     EVAL_EVERY = args.eval_every
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -690,7 +718,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     print(f"mnist-5k ({len(ds)} images), torch {torch.__version__}, {torch.get_num_threads()} "
           f"thread(s), windows of {args.window} epoch(s) ({math.ceil(len(ds) / 256)} steps "
           f"each), {args.pairs} pair(s) after a warm-up, evaluation every {args.eval_every} "
-          f"epoch(s); load average {load:.2f}")
+          f"epoch(s); malloc arenas: {arenas}; load average {load:.2f}")
     results: dict[str, dict[str, float]] = {}
     t_all = time.perf_counter()
     for name in cases:
