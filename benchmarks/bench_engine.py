@@ -195,8 +195,10 @@ class PlainLoop:
         pass
 
     def full_q(self) -> torch.Tensor | None:
-        """(n, k) soft assignments of the whole data in eval mode (None: no clustering head)."""
-        return None
+        """(n, k) soft assignments of the whole data in eval mode: the Student-t ``head`` on
+        the autoencoder's embedding, for the loops that have one (None: no clustering head)."""
+        head = getattr(self, "head", None)
+        return None if head is None else embed_q(self.ae, head, self.X)
 
     def q_now(self) -> torch.Tensor | None:
         """:meth:`full_q` at the current step, computed once per step."""
@@ -278,9 +280,6 @@ class PlainIDEC(PlainLoop):
         if self.step % self.interval == 0:
             self.p = sharpen(self.q_now())
 
-    def full_q(self):
-        return embed_q(self.ae, self.head, self.X)
-
 
 class PlainBalanced(PlainLoop):
     """BalancedSemiSupervised, paper variant, ``pairs`` random constraints per step: rec +
@@ -316,9 +315,6 @@ class PlainBalanced(PlainLoop):
         with torch.no_grad():
             self.mult[which] = (self.mult[which] + self.gamma * viol.detach()).clamp(0, self.cap)
 
-    def full_q(self):
-        return embed_q(self.ae, self.head, self.X)
-
     def eval_extras(self, q, pred):
         lab = torch.as_tensor(pred)
         same = lab[self.pairs[:, 0]] == lab[self.pairs[:, 1]]
@@ -351,9 +347,6 @@ class PlainDCCF(PlainLoop):
     def end_epoch(self):
         self.t = sharpen(self.q_now())
 
-    def full_q(self):
-        return embed_q(self.ae, self.head, self.X)
-
 
 class PlainDECS(PlainLoop):
     """DECS, code variant: 1 - (mean s + var s), linear determinacy around the batch's Otsu
@@ -372,9 +365,6 @@ class PlainDECS(PlainLoop):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-
-    def full_q(self):
-        return embed_q(self.ae, self.head, self.X)
 
     def eval_extras(self, q, pred):
         t = losses.otsu_threshold(q, bins=1000)
@@ -655,9 +645,10 @@ def one_malloc_arena() -> str:
     """Ask glibc's malloc to serve all threads from its main arena (M_ARENA_MAX = 1) before
     the engine's thread exists. With per-thread arenas, the engine's thread allocates from a
     second arena whose heaps are capped at 64 MiB; alternating with the plain loops of the
-    main thread, its conv steps then ran 15-25 % slower than the same steps called from the
-    main thread, while a whole run in a background thread is as fast as in the foreground
-    (``bench_background.py``): a cost of this harness, not of the engine."""
+    main thread, its conv steps then ran about 40 % slower (35.6 against 25.4 ms a step) than
+    the same steps called from the main thread, while a whole run in a background thread is
+    as fast as in the foreground (``bench_background.py``): a cost of this harness, not of
+    the engine."""
     import ctypes
     import ctypes.util
     import platform
