@@ -47,8 +47,9 @@ DEMO_ABOVE = {
 DEMO_NOT_YET = {
     "01_balanced_semisupervised": "issue #6: ACC .969 / NE .9999 met, but the 'no L_r' "
                                   "ablation ties the full model (.9684 / .9682 in the last "
-                                  "clean-clone demo run); over 5 seeds at 1 thread full - no L_r = "
-                                  "+.0003 +- .0029 (seed_spread.py balanced-ablation): "
+                                  "clean-clone demo run); over 15 seeds at 1 thread full - "
+                                  "no L_r = -.0011 +- .0033, ahead in 8, behind in 6 "
+                                  "(seed_spread.py balanced-ablation, session 13): "
                                   "smaller than the spread between seeds",
     "04_sample_stability": "issue #9: ACC .822 (code variant; paper variant .793) in the "
                            "last demo run, above IDEC .722 at 40 pretraining epochs; at 1 "
