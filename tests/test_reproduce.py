@@ -46,6 +46,14 @@ def test_refuses_without_gpu_and_prints_an_estimate(tmp_path):
     assert not (tmp_path / "x.md").exists()
 
 
+def test_the_estimate_of_a_run_with_a_stop_rule_says_it_is_an_upper_bound():
+    p = _run("--estimate", "--only", "dccf,clusternet")
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = {ln.split()[0]: ln for ln in p.stderr.splitlines() if ln.startswith("  ")}
+    assert "at most" in lines["dccf"] and "0.1 % of the labels" in lines["dccf"]
+    assert "at most" not in lines["clusternet"]  # it runs every epoch it is given
+
+
 def test_tiny_never_overwrites_the_gpu_table():
     p = _run("--cpu", "--tiny", "--only", "dccf", "--out",
              str(ROOT / "benchmarks" / "results" / "paper_tables.md"))
