@@ -46,19 +46,23 @@ DEMO_ABOVE = {
 #: fail (xfail, not strict) until their issue is done; thresholds stay as the issues set them.
 DEMO_NOT_YET = {
     "01_balanced_semisupervised": "issue #6: ACC .969 / NE .9999 met, but the 'no L_r' "
-                                  "ablation ties the full model (.9684 / .9682 in the last "
-                                  "clean-clone demo run); over 15 seeds at 1 thread full - "
+                                  "ablation ties the full model (clean-clone demo runs: "
+                                  ".9684 / .9682 on an Intel CPU, .9686 / .9700 on an AMD "
+                                  "EPYC, session 16); over 15 seeds at 1 thread full - "
                                   "no L_r = -.0011 +- .0033, ahead in 8, behind in 6 "
                                   "(seed_spread.py balanced-ablation, session 13): "
                                   "smaller than the spread between seeds",
     "04_sample_stability": "issue #9: ACC .822 (code variant; paper variant .793) in the "
-                           "last demo run, above IDEC .722 at 40 pretraining epochs; at 1 "
+                           "demo run on an Intel CPU, .786 / .781 on an AMD EPYC (session "
+                           "16), above IDEC .722 at 40 pretraining epochs; at 1 "
                            "thread the code variant ends .73-.80 over seeds and settings "
                            "(pretraining lr, width, epochs, reconstruction: "
                            "benchmarks/README.md); 120 pretraining epochs: .790, but IDEC "
                            "then .881",
-    "05_contractive_focal": "issue #10: ACC .854 >= .85 in the last demo run, but focal only "
-                            ".879 and neither .871 are ahead of it; over 5 seeds at 1 thread "
+    "05_contractive_focal": "issue #10: ACC .854 >= .85 in the demo run on an Intel CPU, "
+                            "but focal only .879 and neither .871 are ahead of it (on an AMD "
+                            "EPYC, session 16: .872, focal only .867, contractive only "
+                            ".853, neither .870: one draw); over 5 seeds at 1 thread "
                             "full - focal only = -.0011 +- .0025, full - contractive only = "
                             "-.0035 +- .0098, full ACC .848-.875 (seed_spread.py "
                             "dccf-ablation): neither target is reliably met",
