@@ -46,6 +46,7 @@ def test_refuses_without_gpu_and_prints_an_estimate(tmp_path):
     assert not (tmp_path / "x.md").exists()
 
 
+@pytest.mark.slow  # probes two experiments twice each (17 s here): `make test` only
 def test_the_estimate_of_a_run_with_a_stop_rule_says_it_is_an_upper_bound():
     p = _run("--estimate", "--only", "dccf,clusternet")
     assert p.returncode == 0, p.stderr[-2000:]
@@ -68,6 +69,7 @@ def test_bad_arguments_are_explained():
     assert p.returncode == 2 and "--seeds must be >= 1" in p.stderr
 
 
+@pytest.mark.slow  # two tiny ablations end to end (17 s here): `make test` only
 def test_tiny_ablations_put_every_arm_beside_the_paper(tmp_path):
     out = tmp_path / "ablations.md"
     p = _run("--cpu", "--tiny", "--only", "table4,dccf-ablation", "--out", str(out))
