@@ -250,7 +250,7 @@ def focal_loss(q: torch.Tensor, t: torch.Tensor, gamma: float = 2.0, soft: bool 
     """DCCF eq 12: -(1 - p_t)^γ log p_t against the self-training target, batch mean.
 
     q: (B, k) soft assignments S; t: (B, k) target T (no gradient flows into it).
-    ``soft=False`` (our reading): p_t = s_ic with c = argmax_j t_ij. ``soft=True``: the
+    ``soft=False``: p_t = s_ic with c = argmax_j t_ij. ``soft=True`` (DCCF's default): the
     target as soft labels, Σ_j t_ij (1 - s_ij)^γ (-log s_ij) (a Keras-style categorical focal
     loss with y_true = T). At γ = 0 both are the cross-entropy against the target.
     """
