@@ -11,11 +11,9 @@ O epochs and training stops when fewer than 0.1 % of the labels change between r
 Choices where the paper is open (see PAPERS.md §5):
 
 - focal loss: eq 11's p_t = y_pred * y_true with T as y_true, summed over the clusters, i.e.
-  Σ_j t_ij (1 - s_ij)^γ (-log s_ij) (``focal_target="soft"``, the default since session 17:
-  over 5 seeds of the demo the full model then leads "focal only" in 5 and "contractive
-  only" in 4; with the top-class reading it led "contractive only" in 1 of 4, at the same
-  mean ACC; benchmarks/README.md); ``focal_target="hard"`` takes p_t = s_ic at
-  c = argmax_j t_ij;
+  Σ_j t_ij (1 - s_ij)^γ (-log s_ij) (``focal_target="soft"``, the default: the reading
+  under which the focal term shows in the demo's ablation, benchmarks/README.md);
+  ``focal_target="hard"`` takes p_t = s_ic at c = argmax_j t_ij;
 - the penalty is exact per sample (the ReLU Jacobian through the activation masks) on
   ``contractive_samples`` random rows of each batch (all rows when None): an unbiased
   estimate of the batch mean at a fraction of the cost (``benchmarks/bench_contractive.py``);
