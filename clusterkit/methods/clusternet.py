@@ -270,7 +270,9 @@ class ClusterNet(DeepClusteringMethod):
       0, .886 / .866 / .930 / .852 / .866 (mean .880) at 0.1, .898 / .878 / .894 / .772 /
       .682 (mean .825) at eq 3's 1; on seed 4 the k-means terms alone take the labeled
       means' .722 to .508 (one cluster grows to a quarter of the data) while the pair loss
-      alone reaches .846 (``benchmarks/README.md``);
+      alone reaches .846 (``benchmarks/README.md``). These figures were drawn with
+      ``torch.nn.Dropout``'s masks; with the autoencoder's cheaper ``models.Dropout``
+      (session 18) weight 0 gives .932 / .944 / .918 / .950 / .920 (mean .933);
     - ``paper``: §5.1: pretraining 100 epochs, fine-tuning 60, Adam 1e-4, T1 = 5, T2 = 40.
 
     Knobs: ``lr``, ``augment``, ``margin``, ``T1``, ``T2``, ``anneal`` (λ from 0 to ``lam``
