@@ -211,10 +211,15 @@ def _confusion_matrix(y: np.ndarray, pred: np.ndarray,
 
 def metrics_table(rows: Mapping[str, Mapping[str, float]],
                   keys: Sequence[str] = ("acc", "nmi", "ari", "ne")) -> str:
-    """Plain-text table of results, one row per method."""
-    head = f"{'method':<22}" + "".join(f"{k.upper():>8}" for k in keys)
+    """Plain-text table of results, one row per method; columns at least two spaces apart
+    however long a method's name or a key is."""
+    name_w = max([22, *(len(str(n)) + 2 for n in rows)])
+    widths = [max(8, len(k) + 2) for k in keys]
+    cols = list(zip(keys, widths, strict=True))
+    head = f"{'method':<{name_w}}" + "".join(f"{k.upper():>{w}}" for k, w in cols)
     lines = [head, "-" * len(head)]
     for name, r in rows.items():
-        lines.append(f"{name:<22}" + "".join(
-            f"{r[k]:8.3f}" if isinstance(r.get(k), (int, float)) else f"{'':>8}" for k in keys))
+        lines.append(f"{str(name):<{name_w}}" + "".join(
+            f"{r[k]:{w}.3f}" if isinstance(r.get(k), (int, float)) else " " * w
+            for k, w in cols))
     return "\n".join(lines)

@@ -83,3 +83,17 @@ def test_confusion_refuses_labels_of_another_length():
 
     with pytest.raises(ValueError, match="one true and one predicted label per sample"):
         plots.confusion(np.zeros(5, int), {"a": np.zeros(4, int)})
+
+
+def test_metrics_table_keeps_columns_apart_for_long_keys_and_names():
+    rows = {"k-means": {"acc": 0.5, "ne": 0.99},
+            "a method with a rather long name": {"acc": 0.9, "ne": 1.0, "satisfied": 0.991}}
+    text = plots.metrics_table(rows, keys=("acc", "ne", "satisfied"))
+    head, rule, first, second = text.splitlines()
+    assert head.split() == ["method", "ACC", "NE", "SATISFIED"]
+    assert second.split()[-3:] == ["0.900", "1.000", "0.991"]
+    assert second.startswith("a method with a rather long name  ")
+    assert first.split() == ["k-means", "0.500", "0.990"]  # the missing value left blank
+    assert len(rule) == len(head)
+    # the values sit under their headers (right-aligned columns end at the same place)
+    assert head.index("SATISFIED") + len("SATISFIED") == second.index("0.991") + 5
