@@ -66,7 +66,8 @@ DEMO_NOT_YET = {
                             "session 17: demo run on an AMD EPYC .8734, focal only .8614, "
                             "contractive only .8532; 5 seeds at 1 thread (seed_spread.py "
                             "dccf-ablation): ahead of focal only in 5, of contractive only in "
-                            "4, seed 0 at .816 below .85: not yet reliably met",
+                            "4, seed 0 at .816 below .85; 10 seeds (session 19): full ACC "
+                            "mean .854, every demo line held in 5 of 10: not yet reliably met",
 }
 
 
