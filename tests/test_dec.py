@@ -1,12 +1,14 @@
-"""DEC and IDEC on real data: they learn, and they follow scikit-learn's conventions."""
+"""DEC and IDEC on real data: they learn, and they follow scikit-learn's conventions; what
+every autoencoder method inherits from clusterkit/methods/base.py."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.base import clone
 
 from clusterkit import metrics
-from clusterkit.methods import DEC, IDEC
+from clusterkit.methods import DCCF, DEC, DECS, IDEC, BalancedSemiSupervised
 from tests.conftest import tiny_idec
 
 
@@ -105,3 +107,24 @@ def test_per_batch_targets_keep_the_stop_rule(digits):
               eval_every=0, snapshot_epochs=None, verbose=False).fit(X, y=y)
     changed = [r["changed"] for r in dec.history_.epochs if r["phase"] == "cluster"]
     assert len(changed) == 2 and np.isnan(changed[0])
+
+
+def test_stopped_in_pretraining_it_predicts_by_the_nearest_kmeans_centre(digits):
+    X, _ = digits
+    pre = tiny_idec(cluster_epochs=0).fit(X)
+    assert pre.cluster_centers_.shape == (10, 10) and pre.cluster_centers_.dtype == np.float32
+    np.testing.assert_array_equal(pre.predict(X), pre.labels_)
+
+
+@pytest.mark.parametrize("make", [
+    lambda pre: IDEC(10, profile="smoke", pretrained=pre, verbose=False),
+    lambda pre: DCCF(10, profile="smoke", pretrained=pre, verbose=False),
+    lambda pre: DECS(10, profile="smoke", pretrained=pre, verbose=False),
+    lambda pre: BalancedSemiSupervised(10, profile="smoke", pretrained=pre, verbose=False),
+], ids=["IDEC", "DCCF", "DECS", "balanced"])
+def test_a_pretrained_autoencoder_for_other_inputs_is_refused(digits, make):
+    X, _ = digits  # (n, 1, 8, 8): 64 values a sample
+    pre = tiny_idec(cluster_epochs=0, pretrain_epochs=1).fit(X)
+    other = np.random.default_rng(0).random((50, 1, 10, 10), dtype=np.float32)  # 100 values
+    with pytest.raises(ValueError, match=r"shape \(1, 8, 8\) \(64 values\).*\(1, 10, 10\)"):
+        make(pre).fit(other)

@@ -13,6 +13,8 @@ Subclasses implement the hooks the engine calls: ``knob_specs``, ``_build``, ``_
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -202,6 +204,7 @@ class DeepClusteringMethod(ClusterMixin, BaseEstimator):
             from sklearn.cluster import KMeans
             km = KMeans(self.n_clusters, n_init=10, random_state=self.seed).fit(self.embedding_)
             self.labels_ = km.labels_.astype(np.int64)
+            self.cluster_centers_ = km.cluster_centers_.astype(np.float32)  # for predict
         c = self._centers(run)
         if c is not None:
             self.cluster_centers_ = c.detach().float().cpu().numpy()
@@ -232,3 +235,20 @@ def copy_module(src: Any, attr: str = "autoencoder_") -> nn.Module:
         raise ValueError(f"pretrained must be a fitted clusterkit method or a torch module; "
                          f"got {type(src).__name__}")
     return copy.deepcopy(mod).train()
+
+
+def start_autoencoder(method: Any, run: Run, build: Callable[[], nn.Module]) -> nn.Module:
+    """The autoencoder a method trains, on the run's device: a copy of ``method.pretrained``
+    (see :func:`copy_module`) when it has one, checked against the shape of X's samples,
+    otherwise ``build()``, a new module."""
+    shape = tuple(run.X.shape[1:])
+    if method.pretrained is None:
+        return build().to(run.device)
+    ae = copy_module(method.pretrained).to(run.device)
+    have = tuple(getattr(ae, "input_shape", ()))
+    if have and math.prod(have) != math.prod(shape):
+        raise ValueError(f"the pretrained autoencoder takes inputs of shape {have} "
+                         f"({math.prod(have)} values) but X has samples of shape {shape} "
+                         f"({math.prod(shape)} values): pretrain on data like X, or leave "
+                         f"pretrained=None")
+    return ae

@@ -51,7 +51,7 @@ from clusterkit import losses, metrics
 from clusterkit.engine import Phase, Run, eval_chunk, eval_mode
 from clusterkit.knobs import Knob, switch
 from clusterkit.methods import parts
-from clusterkit.methods.base import DeepClusteringMethod, copy_module
+from clusterkit.methods.base import DeepClusteringMethod, start_autoencoder
 from clusterkit.models import ClusterNetAE, MLPAutoencoder, softmax_distance
 
 UNLABELED = -1
@@ -471,19 +471,13 @@ class ClusterNet(DeepClusteringMethod):
     def _build(self, run: Run) -> None:
         s = self.settings_
         shape = tuple(run.X.shape[1:])
-        if self.pretrained is not None:
-            self.autoencoder_ = copy_module(self.pretrained).to(run.device)
-            want = getattr(self.autoencoder_, "input_shape", None)
-            if want is not None and tuple(want) != shape and int(np.prod(want)) != int(
-                    np.prod(shape)):
-                raise ValueError(f"the pretrained autoencoder takes inputs {tuple(want)} but X "
-                                 f"has {shape}")
-        elif len(shape) == 3:
-            self.autoencoder_ = ClusterNetAE(shape, latent=int(s["latent"]),
-                                             dropout=float(s["dropout"])).to(run.device)
-        else:
-            self.autoencoder_ = MLPAutoencoder([shape[0], 500, 500, 2000, int(s["latent"])],
-                                               shape).to(run.device)
+
+        def build() -> torch.nn.Module:
+            if len(shape) == 3:
+                return ClusterNetAE(shape, latent=int(s["latent"]), dropout=float(s["dropout"]))
+            return MLPAutoencoder([shape[0], 500, 500, 2000, int(s["latent"])], shape)
+
+        self.autoencoder_ = start_autoencoder(self, run, build)
         self.centers_ = None
         self.assign_ = None
         self.counts_ = None

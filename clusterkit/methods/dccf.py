@@ -34,7 +34,7 @@ from clusterkit import losses
 from clusterkit.engine import Phase, Run
 from clusterkit.knobs import Knob, switch, weight
 from clusterkit.methods import parts
-from clusterkit.methods.base import AutoencoderMethod, copy_module
+from clusterkit.methods.base import AutoencoderMethod, start_autoencoder
 from clusterkit.models import MLPAutoencoder, StudentTHead
 
 FOCAL_TARGETS = ("hard", "soft")
@@ -155,18 +155,9 @@ class DCCF(AutoencoderMethod):
 
     # ------------------------------------------------------------------ engine hooks
     def _build(self, run: Run) -> None:
-        s = self.settings_
-        x0 = run.X[0]
-        d = int(x0.numel())
-        if self.pretrained is not None:
-            self.autoencoder_ = copy_module(self.pretrained).to(run.device)
-            dims = self.autoencoder_.dims
-            if dims[0] != d:
-                raise ValueError(f"the pretrained autoencoder takes {dims[0]} inputs but X has "
-                                 f"{d} features per sample")
-        else:
-            self.autoencoder_ = MLPAutoencoder([d, *s["dims"], int(self.n_clusters)],
-                                               tuple(x0.shape)).to(run.device)
+        s, x0 = self.settings_, run.X[0]
+        self.autoencoder_ = start_autoencoder(self, run, lambda: MLPAutoencoder(
+            [int(x0.numel()), *s["dims"], int(self.n_clusters)], tuple(x0.shape)))
         self.head_ = None
         self.target_ = None
         self.prev_labels_ = None
@@ -291,13 +282,3 @@ class DCCF(AutoencoderMethod):
         self.prev_labels_ = (None if state["prev_labels"] is None
                              else state["prev_labels"].to(run.device))
         self.delta_ = state["delta"]
-
-    @torch.no_grad()
-    def _finalize(self, run: Run) -> None:
-        super()._finalize(run)
-        if self.head_ is None and hasattr(self, "labels_"):
-            z = torch.as_tensor(self.embedding_)
-            lab = torch.as_tensor(self.labels_)
-            self.cluster_centers_ = np.stack([
-                z[lab == j].mean(0).numpy() if (lab == j).any() else np.zeros(z.shape[1])
-                for j in range(self.n_clusters)]).astype(np.float32)

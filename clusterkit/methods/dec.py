@@ -18,7 +18,7 @@ from clusterkit import losses
 from clusterkit.engine import Phase, Run
 from clusterkit.knobs import Knob, switch, weight
 from clusterkit.methods import parts
-from clusterkit.methods.base import AutoencoderMethod, copy_module
+from clusterkit.methods.base import AutoencoderMethod, start_autoencoder
 from clusterkit.models import MLPAutoencoder, StudentTHead
 
 
@@ -111,16 +111,9 @@ class IDEC(AutoencoderMethod):
 
     # ------------------------------------------------------------------ engine hooks
     def _build(self, run: Run) -> None:
-        s = self.settings_
-        x0 = run.X[0]
-        d = int(x0.numel())
-        if self.pretrained is not None:
-            self.autoencoder_ = copy_module(self.pretrained).to(run.device)
-            if self.autoencoder_.dims[0] != d:
-                raise ValueError(f"the pretrained autoencoder takes {self.autoencoder_.dims[0]} "
-                                 f"inputs but X has {d} features per sample")
-        else:
-            self.autoencoder_ = MLPAutoencoder([d, *s["dims"]], tuple(x0.shape)).to(run.device)
+        s, x0 = self.settings_, run.X[0]
+        self.autoencoder_ = start_autoencoder(self, run, lambda: MLPAutoencoder(
+            [int(x0.numel()), *s["dims"]], tuple(x0.shape)))
         self.head_ = None
         self.target_ = None
         self.prev_labels_ = None
@@ -194,16 +187,6 @@ class IDEC(AutoencoderMethod):
         self.prev_labels_ = (None if state["prev_labels"] is None
                              else state["prev_labels"].to(run.device))
         self.delta_ = state["delta"]
-
-    @torch.no_grad()
-    def _finalize(self, run: Run) -> None:
-        super()._finalize(run)
-        if self.head_ is None and hasattr(self, "labels_"):
-            # stopped in pretraining: centres = means of the k-means clusters
-            z = torch.as_tensor(self.embedding_)
-            lab = torch.as_tensor(self.labels_)
-            self.cluster_centers_ = np.stack([z[lab == j].mean(0).numpy()
-                                              for j in range(self.n_clusters)])
 
 
 class DEC(IDEC):

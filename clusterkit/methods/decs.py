@@ -40,7 +40,7 @@ from clusterkit import losses
 from clusterkit.engine import Phase, Run
 from clusterkit.knobs import Knob, switch
 from clusterkit.methods import parts
-from clusterkit.methods.base import PROFILES, AutoencoderMethod, copy_module
+from clusterkit.methods.base import PROFILES, AutoencoderMethod, start_autoencoder
 from clusterkit.models import ConvAutoencoder, MLPAutoencoder, StudentTHead
 
 #: what ``variant`` sets, unless given explicitly
@@ -205,20 +205,13 @@ class DECS(AutoencoderMethod):
     def _build(self, run: Run) -> None:
         s = self.settings_
         shape = tuple(run.X.shape[1:])
-        if self.pretrained is not None:
-            ae = copy_module(self.pretrained).to(run.device)
-            have = tuple(getattr(ae, "input_shape", ()))
-            if have and int(np.prod(have)) != int(np.prod(shape)):
-                raise ValueError(f"the pretrained autoencoder takes inputs of shape {have} but "
-                                 f"X has samples of shape {shape}")
-            self.autoencoder_ = ae  # copy_module returns it in training mode
-        elif len(shape) == 3 and s["channels"] != "mlp" and min(shape[1:]) >= 8:
-            self.autoencoder_ = ConvAutoencoder(shape, s["embed_dim"],
-                                                tuple(s["channels"])).to(run.device)
-        else:
-            d = int(np.prod(shape))
-            dims = list(s["dims"])
-            self.autoencoder_ = MLPAutoencoder([d, *dims], shape).to(run.device)
+
+        def build() -> torch.nn.Module:
+            if len(shape) == 3 and s["channels"] != "mlp" and min(shape[1:]) >= 8:
+                return ConvAutoencoder(shape, s["embed_dim"], tuple(s["channels"]))
+            return MLPAutoencoder([int(np.prod(shape)), *s["dims"]], shape)
+
+        self.autoencoder_ = start_autoencoder(self, run, build)
         self.head_ = None
         self.threshold_ = float("nan")
         self._epoch_t: list[torch.Tensor] = []
@@ -350,11 +343,6 @@ class DECS(AutoencoderMethod):
             s, t = self.stability_of(run, q)
             self.stability_ = s.float().cpu().numpy()
             self.threshold_ = float(t)
-        elif hasattr(self, "labels_"):  # stopped in pretraining: k-means centres
-            z = torch.as_tensor(self.embedding_)
-            lab = torch.as_tensor(self.labels_)
-            self.cluster_centers_ = np.stack([z[lab == j].mean(0).numpy()
-                                              for j in range(self.n_clusters)])
 
 
 def _check_settings(s: dict[str, Any]) -> None:
