@@ -50,10 +50,10 @@ DEMO_NOT_YET = {
                                   "ablation ties the full model (clean-clone demo runs: "
                                   ".9686 / .9700 on an AMD EPYC, sessions 16-19; .9684 / "
                                   ".9682 on an Intel CPU); over 15 seeds at 1 thread full - "
-                                  "no L_r = -.0011 +- .0033, ahead in 8, behind in 6 "
-                                  "(seed_spread.py balanced-ablation, session 13), and level "
-                                  "at 50 clustering epochs too: smaller than the spread "
-                                  "between seeds",
+                                  "no L_r = -.0011 +- .0189, ahead in 7, behind in 7 "
+                                  "(seed_spread.py balanced-ablation, session 20), and level "
+                                  "at 50 clustering epochs too (session 14): smaller than "
+                                  "the spread between seeds",
     "04_sample_stability": "issue #9: ACC .786 (code variant; paper variant .781) in the "
                            "clean-clone demo runs on an AMD EPYC (sessions 16-19; .822 / "
                            ".793 on an Intel CPU), above IDEC .727 at 40 pretraining epochs; "
