@@ -8,6 +8,11 @@
 #      MNIST first), continuing the runs already recorded in
 #      benchmarks/results/paper_tables.json; each run is recorded as it ends
 #                                              -> $OUT/paper_tables.{json,md}, reproduce.log
+#      with --checkpoints $CKPT_DIR: a run that does not end within the budget is cut there
+#      and saved, and the next call continues it (on a warm machine the folder is still
+#      there; a fresh one needs it carried back: step 4)
+#   4. the saved stages of runs cut at the budget, packed in pieces of 15 MiB, as many as
+#      the device tool brings back beside the rest (8 files)  -> $OUT/ckpt.tar.part-aa, ...
 #
 # Run from the repository root on the GPU machine, with the datasets copied into an ignored
 # folder that the call carries (benchmarks/README.md, "A GPU session", has the steps):
@@ -15,8 +20,11 @@
 #   BUDGET_MIN=6 bash benchmarks/gpu_session.sh
 #
 # Then copy $OUT's paper_tables.json, paper_tables.md and bench_gpu.txt into
-# benchmarks/results/ and commit them: the next GPU session goes on from there.
-# Settings (environment): BUDGET_MIN (minutes for reproduce.py, default 6), BENCH_GPU_S
+# benchmarks/results/ and commit them: the next GPU session goes on from there. If pieces of
+# ckpt.tar came back, unpack them in the repository's root (`cat .../ckpt.tar.part-* | tar
+# -x`: it makes CKPT_DIR, ignored by git) and carry that folder in the next session's call.
+# Settings (environment): CKPT_DIR (default .ckpt, relative to the repository's root),
+# BUDGET_MIN (minutes for reproduce.py, default 6), BENCH_GPU_S
 # (seconds for bench_gpu.py, default 150; 0 skips it), REPRODUCE_ARGS (more arguments, e.g.
 # "--only dccf,balanced --seeds 3"), CLUSTERKIT_DATA (default .data), PY (default python3),
 # DRY_RUN=1: on a CPU, the same steps with bench_gpu.py --cpu and reproduce.py --cpu --tiny
@@ -28,6 +36,7 @@ mkdir -p "$OUT"
 PY=${PY:-python3}
 BUDGET_MIN=${BUDGET_MIN:-6}
 BENCH_GPU_S=${BENCH_GPU_S:-150}
+CKPT_DIR=${CKPT_DIR:-.ckpt}
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 export CLUSTERKIT_DATA=${CLUSTERKIT_DATA:-.data}
 export CLUSTERKIT_COMMIT=${CLUSTERKIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
@@ -67,12 +76,28 @@ if [ -z "${DRY[*]}" ] && [ -f benchmarks/results/paper_tables.json ] \
         && [ ! -f "$OUT/paper_tables.json" ]; then
     cp benchmarks/results/paper_tables.json "$OUT/paper_tables.json"
 fi
-# a hard stop a little after the budget, so that the call ends and its files come back
-# (a run cut off here is lost; every run that ended is in the record)
+# reproduce.py cuts a run at the budget and saves it in CKPT_DIR; a hard stop a little after
+# it, so that the call ends and its files come back even if a step hangs (what the stopped
+# run did since its last saved stage is then lost; every run that ended is in the record)
 [ -n "${DRY[*]}" ] && DRY+=(--tiny --only dccf)
 timeout $(( ${BUDGET_MIN%.*} * 60 + 60 )) $PY benchmarks/reproduce.py --budget "$BUDGET_MIN" \
     "${DRY[@]}" --results "$OUT/paper_tables.json" --out "$OUT/paper_tables.md" \
-    ${REPRODUCE_ARGS:-} \
+    --checkpoints "$CKPT_DIR" ${REPRODUCE_ARGS:-} \
     2>&1 | tr '\r' '\n' | grep -v "^reproduce: *[0-9]*%|" | tee "$OUT/reproduce.log"
+
+# the runs cut at the budget: their saved stages come back in pieces the tool can return
+if [ -d "$CKPT_DIR" ] && [ -n "$(ls -A "$CKPT_DIR" 2>/dev/null)" ]; then
+    size=$(du -sm "$CKPT_DIR" | cut -f1)
+    slots=$(( 8 - $(ls -A "$OUT" | wc -l) ))  # the tool brings back 8 files of <= 16 MiB
+    if [ "$size" -lt $(( slots * 15 )) ]; then
+        tar -cf - "$CKPT_DIR" | split -b 15m - "$OUT/ckpt.tar.part-"
+        echo "gpu_session: the runs cut at the budget ($size MiB in $CKPT_DIR) are in" \
+             "$OUT/ckpt.tar.part-*: unpack them here and carry $CKPT_DIR next time"
+    else
+        echo "gpu_session: $CKPT_DIR holds $size MiB, more than comes back ($slots x 15" \
+             "MiB): a next call on this warm machine continues from it; a fresh machine" \
+             "starts those runs again" >&2
+    fi
+fi
 echo "gpu_session: done; files in $OUT:"
 ls -la "$OUT"

@@ -50,7 +50,12 @@ Piecewise: every finished run (experiment, dataset, seed) goes into a JSON recor
 (``--results``, default the table's path with ``.json``) at once, and the table is written
 from the whole record; runs already recorded are skipped (``--redo`` repeats them). Runs go
 breadth first (seed 0 of every experiment on MNIST first), and ``--budget`` starts only
-those expected to end in time. So GPU sessions of a few minutes each add up to the tables:
+those expected to end in time. With ``--checkpoints DIR`` a run longer than a call is done
+over several: each of its fits (a pretraining, each arm) is kept in DIR as it ends, the run
+is cut at the budget at a step boundary and saved, and the next call continues it before
+anything else (after the runs that fit, one run that does not is started in the time left).
+On the CPU a run done in pieces gives exactly the numbers of an uninterrupted one
+(``tests/test_reproduce.py``). So GPU sessions of a few minutes each add up to the tables:
 ``benchmarks/gpu_session.sh`` is the one call such a session makes.
 """
 
@@ -62,6 +67,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -95,7 +101,9 @@ class Experiment:
     ``reported[dataset][row]``: the paper's numbers (fractions); ``steps(n, cfg)``: the
     training steps (weighted by their relative cost) the settings ``cfg`` need on n samples;
     ``tiny_n``: the notebook's smoke-profile data size; ``stop_rule``: when the method
-    may end before its last epoch (its estimate is then an upper bound)."""
+    may end before its last epoch (its estimate is then an upper bound); ``splittable``:
+    every fit goes through :func:`fit_stage`, so the run can be cut and continued
+    (``--checkpoints``)."""
 
     key: str
     title: str
@@ -108,6 +116,72 @@ class Experiment:
     probe: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     stop_rule: str = ""
+    splittable: bool = True
+
+
+# ---------------------------------------------------------------------- runs in pieces
+class OutOfTime(Exception):
+    """This call's time ran out inside a run; what the run had done is saved for the next."""
+
+
+@dataclass
+class Pieces:
+    """Where a run's stages are kept (``--checkpoints``) and when this call must stop.
+
+    Every fit a run makes (a pretraining, each arm of an ablation) is a *stage*, saved as
+    ``<root>/<job>/<stage>.done.pt`` when it ends; a later call loads it instead of training
+    it again. A stage still training at ``deadline`` (``time.monotonic()``) is stopped at a
+    step boundary and saved as ``<stage>.part.pt``, and the next call continues it from
+    there: on the CPU, a run done in pieces ends exactly where an uninterrupted run ends
+    (``Run.save`` / ``Run.restore``). So a run longer than one call (a GPU session lends a few
+    minutes) is done over several."""
+
+    root: Path
+    job: str
+    deadline: float | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.root / job_folder(self.job)
+
+    def out_of_time(self, run: Any = None) -> bool:
+        """Whether to stop (``run``: the run in training, None before a stage starts)."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+def job_folder(key: str) -> str:
+    return key.replace("|", "_")
+
+
+def fit_stage(cfg: dict, stage: str, method: Any, X: np.ndarray, arg: Any = None, *,
+              y: np.ndarray | None = None) -> Any:
+    """``method.fit(X, arg, y=y)``; with ``cfg["pieces"]`` (a :class:`Pieces`), kept on disk
+    and cut at the deadline as that class says (raising :class:`OutOfTime` once saved)."""
+    pc: Pieces | None = cfg.get("pieces")
+    if pc is None:
+        return method.fit(X, arg, y=y)
+    pc.folder.mkdir(parents=True, exist_ok=True)
+    done, part = pc.folder / f"{stage}.done.pt", pc.folder / f"{stage}.part.pt"
+
+    def cut(event: str, run: Any, payload: Any) -> None:
+        if event == "step" and pc.out_of_time(run):
+            run.stop()
+
+    if not done.exists() and pc.out_of_time():
+        raise OutOfTime(f"{pc.job}: no time left to start stage {stage!r}")
+    run = method.prepare(X, arg, y=y, callbacks=[cut])
+    if done.exists():
+        run.restore(done).fit()  # finished in an earlier call: only its fitted attributes
+        return method
+    if part.exists():
+        run.restore(part)
+    run.fit()
+    if run.state == "stopped":
+        run.save(part)
+        raise OutOfTime(f"{pc.job}: stage {stage!r} saved at step {run.step}")
+    run.save(done)
+    part.unlink(missing_ok=True)
+    return method
 
 
 def _common(seed: int, cfg: dict) -> dict[str, Any]:
@@ -124,9 +198,12 @@ def run_tour(ds: Dataset, seed: int, cfg: dict) -> Rows:
     from clusterkit.methods import DEC, IDEC
 
     c, k, ov = _common(seed, cfg), ds.n_clusters, cfg["override"]
-    pre = IDEC(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}).fit(ds.X, y=ds.y)
-    idec = IDEC(k, pretrained=pre, **{**c, **ov.get("cluster", {})}).fit(ds.X, y=ds.y)
-    dec = DEC(k, pretrained=pre, **{**c, **ov.get("cluster", {})}).fit(ds.X, y=ds.y)
+    pre = fit_stage(cfg, "pre", IDEC(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}),
+                    ds.X, y=ds.y)
+    idec = fit_stage(cfg, "IDEC", IDEC(k, pretrained=pre, **{**c, **ov.get("cluster", {})}),
+                     ds.X, y=ds.y)
+    dec = fit_stage(cfg, "DEC", DEC(k, pretrained=pre, **{**c, **ov.get("cluster", {})}),
+                    ds.X, y=ds.y)
     return {"IDEC": _eval(ds.y, idec.labels_, k), "DEC": _eval(ds.y, dec.labels_, k)}
 
 
@@ -141,9 +218,11 @@ def run_balanced(ds: Dataset, seed: int, cfg: dict) -> Rows:
 
     c, k, ov = _common(seed, cfg), ds.n_clusters, cfg["override"]
     cons = BalancedSemiSupervised.make_constraints(ds.y, fraction=0.2, ml_ratio=0.5, seed=seed)
-    pre = IDEC(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}).fit(ds.X, y=ds.y)
-    bal = BalancedSemiSupervised(k, variant="paper", pretrained=pre,
-                                 **{**c, **ov.get("cluster", {})}).fit(ds.X, cons, y=ds.y)
+    pre = fit_stage(cfg, "pre", IDEC(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}),
+                    ds.X, y=ds.y)
+    bal = fit_stage(cfg, "balanced", BalancedSemiSupervised(
+        k, variant="paper", pretrained=pre, **{**c, **ov.get("cluster", {})}), ds.X, cons,
+        y=ds.y)
     rec = _eval(ds.y, bal.labels_, k)
     rec["satisfied"] = float(cons.satisfied(bal.labels_).mean())
     return {"balanced (paper variant)": rec}
@@ -160,12 +239,13 @@ def run_balanced_ablation(ds: Dataset, seed: int, cfg: dict) -> Rows:
 
     c, k, ov = _common(seed, cfg), ds.n_clusters, cfg["override"]
     cons = BalancedSemiSupervised.make_constraints(ds.y, fraction=0.2, ml_ratio=0.5, seed=seed)
-    pre = IDEC(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}).fit(ds.X, y=ds.y)
+    pre = fit_stage(cfg, "pre", IDEC(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}),
+                    ds.X, y=ds.y)
     out: Rows = {}
-    for row, off in BALANCED_ARMS.items():
+    for i, (row, off) in enumerate(BALANCED_ARMS.items()):
         m = BalancedSemiSupervised(k, variant="paper", pretrained=pre,
                                    **{**c, **ov.get("cluster", {}), **off})
-        out[row] = _eval(ds.y, m.fit(ds.X, cons, y=ds.y).labels_, k)
+        out[row] = _eval(ds.y, fit_stage(cfg, f"arm{i}", m, ds.X, cons, y=ds.y).labels_, k)
     return out
 
 
@@ -197,10 +277,11 @@ def run_clusternet(ds: Dataset, seed: int, cfg: dict) -> Rows:
     ep = dict(pretrain=2, cluster=2) if tiny else dict(pretrain=100, cluster=60)
     train, test = ds.split(0.1, seed)
     yp = partial_labels(train.y, frac, seed)
-    pre = ClusterNet(k, **{**c, "pretrain_epochs": ep["pretrain"], "cluster_epochs": 0,
-                           "augment": True, **ov.get("pre", {})}).fit(train.X, yp, y=train.y)
-    cn = ClusterNet(k, pretrained=pre, **{**c, "cluster_epochs": ep["cluster"],
-                                          **ov.get("cluster", {})}).fit(train.X, yp, y=train.y)
+    pre = fit_stage(cfg, "pre", ClusterNet(k, **{**c, "pretrain_epochs": ep["pretrain"],
+                                                 "cluster_epochs": 0, "augment": True,
+                                                 **ov.get("pre", {})}), train.X, yp, y=train.y)
+    cn = fit_stage(cfg, "ClusterNet", ClusterNet(k, pretrained=pre, **{
+        **c, "cluster_epochs": ep["cluster"], **ov.get("cluster", {})}), train.X, yp, y=train.y)
     rec = _eval(test.y, cn.predict(test.X), k)
     rec["labels"] = frac
     return {"ClusterNet (held out)": rec}
@@ -253,11 +334,12 @@ def run_decs(ds: Dataset, seed: int, cfg: dict) -> Rows:
 
     c, k, ov = _common(seed, cfg), ds.n_clusters, cfg["override"]
     ce = {} if cfg["profile"] == "smoke" else {"cluster_epochs": decs_cluster_epochs(len(ds))}
-    pre = DECS(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}).fit(ds.X, y=ds.y)
+    pre = fit_stage(cfg, "pre", DECS(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}),
+                    ds.X, y=ds.y)
     out: Rows = {}
     for variant in ("code", "paper"):
         m = DECS(k, variant=variant, pretrained=pre, **{**c, **ce, **ov.get("cluster", {})})
-        m.fit(ds.X, y=ds.y)
+        fit_stage(cfg, variant, m, ds.X, y=ds.y)
         out[f"DECS ({variant} variant)"] = _eval(ds.y, m.labels_, k)
     return out
 
@@ -273,8 +355,10 @@ def run_dccf(ds: Dataset, seed: int, cfg: dict) -> Rows:
     from clusterkit.methods import DCCF
 
     c, k, ov = _common(seed, cfg), ds.n_clusters, cfg["override"]
-    pre = DCCF(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}).fit(ds.X, y=ds.y)
-    m = DCCF(k, pretrained=pre, **{**c, **ov.get("cluster", {})}).fit(ds.X, y=ds.y)
+    pre = fit_stage(cfg, "pre", DCCF(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}),
+                    ds.X, y=ds.y)
+    m = fit_stage(cfg, "DCCF", DCCF(k, pretrained=pre, **{**c, **ov.get("cluster", {})}),
+                  ds.X, y=ds.y)
     return {"DCCF": _eval(ds.y, m.labels_, k)}
 
 
@@ -296,10 +380,11 @@ def run_dccf_ablation(ds: Dataset, seed: int, cfg: dict) -> Rows:
     from clusterkit.methods import DCCF
 
     c, k, ov = _common(seed, cfg), ds.n_clusters, cfg["override"]
-    pre = DCCF(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}).fit(ds.X, y=ds.y)
-    return {row: _eval(ds.y, DCCF(k, pretrained=pre, **{**c, **ov.get("cluster", {}), **off})
-                       .fit(ds.X, y=ds.y).labels_, k)
-            for row, off in DCCF_ARMS.items()}
+    pre = fit_stage(cfg, "pre", DCCF(k, cluster_epochs=0, **{**c, **ov.get("pre", {})}),
+                    ds.X, y=ds.y)
+    return {row: _eval(ds.y, fit_stage(cfg, f"arm{i}", DCCF(
+        k, pretrained=pre, **{**c, **ov.get("cluster", {}), **off}), ds.X, y=ds.y).labels_, k)
+            for i, (row, off) in enumerate(DCCF_ARMS.items())}
 
 
 def steps_dccf_ablation(n: int, e: dict) -> float:
@@ -346,7 +431,8 @@ EXPERIMENTS: list[Experiment] = [
          "usps": {"ADC": {"acc": .988, "nmi": .965, "ari": .984}},
          "fashion-mnist": {"ADC": {"acc": .880, "nmi": .820, "ari": .785}}},
         run_adc, steps_adc, 200,
-        {"cluster": {"rounds": 1, "siamese_epochs": 1, "dec_epochs": 1}}),
+        {"cluster": {"rounds": 1, "siamese_epochs": 1, "dec_epochs": 1}},
+        splittable=False),  # its rounds are several runs of two networks: whole or not
     Experiment(
         "decs", "DECS, sample stability (04)", "Table 2 (ACC/NMI)",
         ("mnist", "usps", "fashion-mnist"),
@@ -623,6 +709,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="minutes: start only the runs that the probe's estimate says will "
                          "end within this time (the others are listed as left to do); the "
                          "record and the table are written after every run")
+    ap.add_argument("--checkpoints", type=Path, default=None,
+                    help="folder where each run keeps its stages (a pretraining, each arm) as "
+                         "they end; with --budget, a run is cut at the budget and saved there, "
+                         "and the next call with the same folder continues it (first, before "
+                         "new runs); after the runs that fit, a run that does not is started "
+                         "in the time left, to be continued. A run's folder is removed once "
+                         "it is recorded")
     a = ap.parse_args(argv)
     keys = []
     for name in (a.only.split(",") if a.only else list(BY_KEY)):
@@ -650,6 +743,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if a.device not in ("auto", "cpu", "cuda") and not a.device.startswith("cuda:"):
         ap.error(f"--device must be auto, cpu or cuda[:i]; got {a.device!r}")
     return a
+
+
+#: the least time left for which a run that cannot end in it is started to be continued
+MIN_PIECE_S = 60.0
+
+
+def admit(need: float | None, left: float, *, resumed: bool, splittable: bool,
+          pieces: bool) -> str:
+    """What a call with ``left`` seconds does with a run estimated at ``need`` seconds:
+    ``"run"`` it now, ``"skip"`` it (a later call), or keep it as a ``"piece"``: started after
+    the runs that fit, in the time then left, cut and saved at the budget (``--checkpoints``).
+    A run begun in an earlier call (``resumed``) runs first, for as long as there is time."""
+    if left <= 0:
+        return "skip"
+    if resumed or need is None or 1.25 * need <= left:
+        return "run"
+    return "piece" if pieces and splittable else "skip"
+
+
+def _add_seconds(folder: Path, secs: float) -> float:
+    """Add ``secs`` to the time a run spent in earlier calls (kept beside its stages)."""
+    f = folder / "seconds.json"
+    total = (json.loads(f.read_text())["seconds"] if f.exists() else 0.0) + secs
+    folder.mkdir(parents=True, exist_ok=True)
+    f.write_text(json.dumps({"seconds": round(total, 2)}))
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -709,6 +828,8 @@ def main(argv: list[str] | None = None) -> int:
     threads = (f"{torch.get_num_threads()} CPU thread(s)" if not device.startswith("cuda")
                else "CUDA")
     t_all = time.perf_counter()
+    # the budget counts from here: the probes below take part of it
+    deadline = None if a.budget is None else time.monotonic() + 60 * a.budget
     guess: dict[tuple[str, str], float] = {}
     if a.budget is not None and not a.tiny and todo:
         print(f"reproduce: probing {len(a.experiments)} experiment(s) on {device} for the "
@@ -729,25 +850,39 @@ def main(argv: list[str] | None = None) -> int:
                                                          else sys.argv[1:])
     loaded: dict[tuple[str, int | None], Dataset] = {}
     skipped: list[str] = []
-    bar = tqdm(todo, desc="reproduce", unit="run")
-    for exp, dname, seed in bar:
+    cut: list[str] = []
+    root = a.checkpoints
+
+    def resumed(job: tuple[Experiment, str, int]) -> bool:
+        return root is not None and (root / job_folder(
+            job_key(job[0].key, job[1], job[2], profile))).is_dir()
+
+    # runs begun in an earlier call first, then the breadth-first order
+    todo.sort(key=lambda j: not resumed(j))
+
+    def run_job(exp: Experiment, dname: str, seed: int) -> None:
         what = f"{exp.key} {dname} seed {seed}"
-        if a.budget is not None:
-            left = 60 * a.budget - (time.perf_counter() - t_all)
-            need = guess.get((exp.key, dname))
-            if left <= 0 or (need is not None and 1.25 * need > left):
-                skipped.append(what + ("" if need is None else f" (about {_hours(need)})"))
-                continue
+        key = job_key(exp.key, dname, seed, profile)
         bar.set_postfix_str(what)
         sub = exp.tiny_n if a.tiny else None
         if (dname, sub) not in loaded:
             loaded[dname, sub] = datasets.load(dname, subset=sub, seed=0)
         ds = loaded[dname, sub]
+        pieces = None if root is None else Pieces(root, key, deadline)
         t0 = time.perf_counter()
-        rows = exp.run(ds, seed, cfg)
+        try:
+            rows = exp.run(ds, seed, {**cfg, "pieces": pieces})
+        except OutOfTime as e:
+            spent = _add_seconds(pieces.folder, time.perf_counter() - t0)
+            cut.append(f"{what} ({e}; {_hours(spent)} so far)")
+            tqdm.write(f"{exp.key:<17} {dname:<14} seed {seed}: cut at the budget and saved in "
+                       f"{pieces.folder} ({_hours(spent)} so far); the next call continues it")
+            return
         secs = time.perf_counter() - t0
+        if pieces is not None and pieces.folder.is_dir():
+            secs = _add_seconds(pieces.folder, secs)
         label = f"{dname} [{len(ds)}]" if a.tiny else dname
-        records.append({"key": job_key(exp.key, dname, seed, profile), "experiment": exp.key,
+        records.append({"key": key, "experiment": exp.key,
                         "dataset": label, "seed": seed, "profile": profile,
                         "rows": rows, "seconds": round(secs, 2), "device": dev_name,
                         "threads": threads, "torch": torch.__version__, "commit": commit,
@@ -755,9 +890,35 @@ def main(argv: list[str] | None = None) -> int:
                         "command": command})
         save_records(store, records)
         write_table(out, [r for r in records if r["profile"] == profile], a.tiny)
+        if pieces is not None:
+            shutil.rmtree(pieces.folder, ignore_errors=True)
         tqdm.write(f"{exp.key:<17} {dname:<14} seed {seed}: " + "; ".join(
             f"{row} ACC {rec['acc']:.4f} NMI {rec['nmi']:.4f}" for row, rec in rows.items())
             + f"  ({secs:.0f} s)")
+
+    bar = tqdm(todo, desc="reproduce", unit="run")
+    piece: tuple[Experiment, str, int] | None = None
+    for exp, dname, seed in bar:
+        what = f"{exp.key} {dname} seed {seed}"
+        need = guess.get((exp.key, dname))
+        if a.budget is not None:
+            left = deadline - time.monotonic()
+            todo_now = admit(need, left, resumed=resumed((exp, dname, seed)),
+                             splittable=exp.splittable, pieces=root is not None)
+            if todo_now == "piece" and piece is None:
+                piece = (exp, dname, seed)
+                continue
+            if todo_now != "run":
+                skipped.append(what + ("" if need is None else f" (about {_hours(need)})"))
+                continue
+        run_job(exp, dname, seed)
+    if piece is not None:
+        if deadline - time.monotonic() >= MIN_PIECE_S:
+            run_job(*piece)
+        else:
+            need = guess.get((piece[0].key, piece[1]))
+            skipped.append(f"{piece[0].key} {piece[1]} seed {piece[2]}"
+                           + ("" if need is None else f" (about {_hours(need)})"))
     bar.close()
     mine = [r for r in records if r["profile"] == profile]
     if mine:
@@ -765,6 +926,10 @@ def main(argv: list[str] | None = None) -> int:
     if skipped:
         print(f"reproduce: {len(skipped)} run(s) left for a later call (they would not end "
               f"within --budget {a.budget:g} min): " + "; ".join(skipped), file=sys.stderr)
+    if cut:
+        print(f"reproduce: {len(cut)} run(s) cut at the budget and saved in {root}, to be "
+              f"continued by the next call with --checkpoints {root}: " + "; ".join(cut),
+              file=sys.stderr)
     took = _hours(time.perf_counter() - t_all)
     if mine:
         print(f"wrote {out} and {store} ({len(records)} run(s) recorded; this call {took})")

@@ -11,8 +11,9 @@ with mini-batches as index slices (no DataLoader). The run
   embedding (for the t-SNE animations) in ``run.history``;
 - runs in the foreground (``fit()``) or a background thread (``start()``, ``pause()``,
   ``resume()``, ``stop()``, ``join()``);
-- saves and resumes **checkpoints** at any step boundary (``save`` / ``Run.load``): a resumed
-  run ends exactly where an uninterrupted one ends on the CPU;
+- saves and resumes **checkpoints** at any step boundary (``save`` / ``Run.load``, or
+  ``restore`` into a run made by ``prepare``): a resumed run ends exactly where an
+  uninterrupted one ends on the CPU;
 - stops with :class:`TrainingDiverged`, naming the loss term and the step, when a loss turns
   NaN or infinite, before the bad step touches the weights.
 """
@@ -507,12 +508,17 @@ class Run:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         m = self.method
+        # a finished run never rebuilds its optimizer (``fit()`` only finalises it): its
+        # state (twice the weights, for Adam) would only take space
+        finished = self.phase_idx >= len(self.phases)
         state = {
             "format": "clusterkit-run/1",
             "method_class": f"{type(m).__module__}.{type(m).__qualname__}",
             "method_params": _plain_params(m),
             "method_state": m._state_dict(self),
-            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "phases": [ph.name for ph in self.phases],
+            "optimizer": (None if self.optimizer is None or finished
+                          else self.optimizer.state_dict()),
             "knobs": dict(self.knobs),
             "counters": {"step": self.step, "epoch": self.epoch, "phase_idx": self.phase_idx,
                          "phase_epoch": self.phase_epoch, "batch_pos": self._batch_pos,
@@ -546,12 +552,13 @@ class Run:
     ) -> Run:
         """Rebuild a run from ``save()``'s checkpoint and the same data; ``fit()`` or
         ``start()`` continues it. ``method`` defaults to a new instance of the saved class
-        with the saved hyperparameters (only classes inside ``clusterkit`` are accepted)."""
+        with the saved hyperparameters (only classes inside ``clusterkit`` are accepted);
+        a method built with ``pretrained=`` (a model, which a checkpoint does not hold)
+        must be passed again, built the same way. To keep callbacks, or a method's other
+        ``prepare`` arguments, use :meth:`restore` on a run made by ``prepare``."""
         from clusterkit.constraints import Constraints
 
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != "clusterkit-run/1":
-            raise ValueError(f"{path} is not a clusterkit checkpoint")
+        state = _read_checkpoint(path)
         if method is None:
             modname, _, clsname = state["method_class"].rpartition(".")
             if not modname.startswith("clusterkit."):
@@ -559,34 +566,85 @@ class Run:
             method = getattr(importlib.import_module(modname), clsname)(**state["method_params"])
         X = method._check_X(X)
         c = state["counters"]
-        if len(X) != c["n"]:
-            raise ValueError(f"the data passed to Run.load differs in size from the "
-                             f"checkpoint's: {len(X)} rows, the run was trained on {c['n']}")
+        _check_rows(path, len(X), c["n"])
         cs = state["constraints"]
         cons = None if cs is None else Constraints.from_state(cs)
         run = cls(method, X, y, cons, device=device, seed=c["seed"],
                   snapshot_epochs=state["snapshot_epochs"], snapshot_size=state["snapshot_size"],
                   eval_every=state.get("eval_every", 1),
                   progress=progress)
-        run.knobs.update(state["knobs"])
-        run._requested.update(state["knobs"])
-        method._load_state_dict(run, state["method_state"])
-        run.step, run.epoch = c["step"], c["epoch"]
-        run.phase_idx, run.phase_epoch = c["phase_idx"], c["phase_epoch"]
-        run._batch_pos, run._phase_started = c["batch_pos"], c["phase_started"]
-        run._finish_phase = c.get("finish_phase", False)
-        run.seconds = c["seconds"]
-        run._perm = None if state["perm"] is None else state["perm"].to(run.device)
-        run.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        run.history = History.from_state(state["history"])
-        method.history_ = run.history
-        if run._phase_started and run.phase_idx < len(run.phases):
-            run.optimizer = run.phases[run.phase_idx].optimizer(run)
-            if state["optimizer"] is not None:
-                run.optimizer.load_state_dict(state["optimizer"])
-        run.state = "stopped"
+        run._restore_state(state, path)
         return run
+
+    def restore(self, path: str | Path) -> Run:
+        """Continue, in this run, the run that ``save()`` wrote to ``path``; returns self.
+
+        This run must come from ``prepare`` of a method built as the saved one was (the
+        same class, hyperparameters and ``pretrained``), on the same data, and must not have
+        trained yet; its callbacks, device and progress bar stay. Model, optimizer, knobs,
+        counters, history, constraints and random state come from the checkpoint, so the
+        continued run ends where an uninterrupted one ends (on the CPU)."""
+        if self.running or self.state != "ready" or self.step:
+            raise RuntimeError(f"restore() needs a run that has not trained yet (this one is "
+                               f"{self.state}, at step {self.step}); make one with prepare()")
+        state = _read_checkpoint(path)
+        want = f"{type(self.method).__module__}.{type(self.method).__qualname__}"
+        if state["method_class"] != want:
+            raise ValueError(f"{path} holds a run of {state['method_class']}, not of {want}: "
+                             f"restore it into a run of the same method")
+        _check_rows(path, self.n, state["counters"]["n"])
+        self._restore_state(state, path)
+        return self
+
+    def _restore_state(self, state: dict, path: str | Path) -> None:
+        from clusterkit.constraints import Constraints
+
+        saved = state.get("phases")  # absent in checkpoints written before it was recorded
+        mine = [ph.name for ph in self.phases]
+        if saved is not None and list(saved) != mine:
+            raise ValueError(
+                f"{path} was saved by a run with the phases {list(saved)}, but this "
+                f"{type(self.method).__name__} has {mine}: build the method as the saved run "
+                f"was (a method given pretrained=... skips its pretraining, and a checkpoint "
+                f"does not hold the pretrained model: pass it, e.g. Run.load(path, X, "
+                f"method={type(self.method).__name__}(..., pretrained=pre)))")
+        c = state["counters"]
+        cs = state["constraints"]
+        if cs is not None:
+            self.constraints = Constraints.from_state(cs)
+        self.seed = int(c["seed"])
+        self.eval_every = int(state.get("eval_every", self.eval_every))
+        self.knobs.update(state["knobs"])
+        self._requested.update(state["knobs"])
+        self.method._load_state_dict(self, state["method_state"])
+        self.step, self.epoch = c["step"], c["epoch"]
+        self.phase_idx, self.phase_epoch = c["phase_idx"], c["phase_epoch"]
+        self._batch_pos, self._phase_started = c["batch_pos"], c["phase_started"]
+        self._finish_phase = c.get("finish_phase", False)
+        self.seconds = c["seconds"]
+        self._perm = None if state["perm"] is None else state["perm"].to(self.device)
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = History.from_state(state["history"])
+        self.method.history_ = self.history
+        if self._phase_started and self.phase_idx < len(self.phases):
+            self.optimizer = self.phases[self.phase_idx].optimizer(self)
+            if state["optimizer"] is not None:
+                self.optimizer.load_state_dict(state["optimizer"])
+        self.state = "stopped"
+
+
+def _read_checkpoint(path: str | Path) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != "clusterkit-run/1":
+        raise ValueError(f"{path} is not a clusterkit checkpoint")
+    return state
+
+
+def _check_rows(path: str | Path, n: int, saved: int) -> None:
+    if n != saved:
+        raise ValueError(f"the data differs in size from the checkpoint's: {n} rows, the run "
+                         f"in {path} was trained on {saved}; pass the same X")
 
 
 class eval_mode:

@@ -142,8 +142,66 @@ def test_checkpoints_load_weights_only_and_refuse_foreign_classes(digits, tmp_pa
     torch.save(state, tmp_path / "evil.ckpt")
     with pytest.raises(ValueError, match="refusing"):
         Run.load(tmp_path / "evil.ckpt", X, y)
-    with pytest.raises(ValueError, match="differs in size"):
+    with pytest.raises(ValueError, match="differs in size from the checkpoint"):
         Run.load(path, X[:100], y[:100])
+
+
+def _stop_at(step):
+    def cb(event, run, payload):
+        if event == "step" and run.step == step:
+            run.stop()
+    return cb
+
+
+def test_a_run_of_a_pretrained_method_resumes_with_the_method_or_refuses_clearly(digits,
+                                                                                 tmp_path):
+    X, y = digits
+    pre = tiny_idec(seed=2, cluster_epochs=0).fit(X, y=y)
+    full = tiny_idec(seed=2, pretrained=pre).fit(X, y=y)
+    run = tiny_idec(seed=2, pretrained=pre).prepare(X, y=y, callbacks=[_stop_at(4)])
+    run.fit()
+    path = run.save(tmp_path / "pre.ckpt")
+    # rebuilt from its plain hyperparameters, the method would pretrain again: refused
+    with pytest.raises(ValueError, match=r"phases \['cluster'\].*pretrained="):
+        Run.load(path, X, y, progress=False)
+    back = Run.load(path, X, y, progress=False, method=tiny_idec(seed=2, pretrained=pre)).fit()
+    np.testing.assert_array_equal(back.method.labels_, full.labels_)
+    # restore() into a prepared run keeps that run's callbacks
+    seen = []
+    fresh = tiny_idec(seed=2, pretrained=pre).prepare(
+        X, y=y, callbacks=[lambda e, r, p: seen.append(r.step) if e == "step" else None])
+    fresh.restore(path).fit()
+    np.testing.assert_array_equal(fresh.method.labels_, full.labels_)
+    assert seen == list(range(5, full.run_.step + 1))
+
+
+def test_restore_refuses_a_trained_run_and_another_method(digits, tmp_path):
+    from clusterkit.methods import DEC
+
+    X, y = digits
+    run = tiny_idec(cluster_epochs=1).prepare(X, y=y, callbacks=[_stop_at(3)])
+    run.fit()
+    path = run.save(tmp_path / "a.ckpt")
+    with pytest.raises(RuntimeError, match="not trained yet"):
+        run.restore(path)
+    other = DEC(10, profile="smoke", dims=(32, 32, 10), verbose=False).prepare(X, y=y)
+    with pytest.raises(ValueError, match="not of clusterkit.methods.dec.DEC"):
+        other.restore(path)
+    with pytest.raises(ValueError, match="differs in size from the checkpoint"):
+        tiny_idec(cluster_epochs=1).prepare(X[:50], y=y[:50]).restore(path)
+
+
+def test_a_finished_run_is_saved_without_its_optimizer_and_loads_as_it_ended(digits, tmp_path):
+    X, y = digits
+    m = tiny_idec(seed=5)
+    run = m.prepare(X, y=y)
+    run.fit()
+    path = run.save(tmp_path / "done.ckpt")
+    assert torch.load(path, weights_only=True)["optimizer"] is None
+    back = Run.load(path, X, y, progress=False).fit()
+    assert back.state == "done" and back.step == run.step
+    np.testing.assert_array_equal(back.method.labels_, m.labels_)
+    np.testing.assert_array_equal(back.method.embedding_, m.embedding_)
 
 
 def test_nan_loss_stops_with_the_term_and_step_and_keeps_the_last_good_state(digits,

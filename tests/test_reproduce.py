@@ -124,11 +124,18 @@ def test_budget_leaves_the_runs_that_would_not_fit(tmp_path):
     assert p.returncode == 2 and "--budget must be a positive number" in p.stderr
 
 
-def test_runs_go_breadth_first():
+def _module():
+    if "reproduce" in sys.modules:
+        return sys.modules["reproduce"]
     spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("reproduce", mod)  # its dataclasses look their module up
+    sys.modules["reproduce"] = mod  # its dataclasses look their module up
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_runs_go_breadth_first():
+    mod = _module()
     exps = [mod.BY_KEY[k] for k in ("tour", "balanced", "dccf")]
     jobs = [(e.key, d, s) for e, d, s in mod.job_order(exps, 2, False, None)]
     # the open issues' papers first (PRIORITY), seed 0 on MNIST before any second dataset
@@ -146,7 +153,8 @@ def test_gpu_session_script_dry_run(tmp_path):
     its DRY_RUN checks every step on a CPU, so that scarce device time is not lost to a typo."""
     out = tmp_path / "out"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "OUT": str(out),
-           "PY": sys.executable, "DRY_RUN": "1", "MPLBACKEND": "Agg"}
+           "PY": sys.executable, "DRY_RUN": "1", "MPLBACKEND": "Agg",
+           "CKPT_DIR": str(tmp_path / "ck0")}  # not the repository's .ckpt
     p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=tmp_path,
                        env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
@@ -157,6 +165,27 @@ def test_gpu_session_script_dry_run(tmp_path):
     assert [r["key"] for r in json.loads((out / "paper_tables.json").read_text())] == [
         "dccf|mnist-5k|0|smoke"]
     assert "## DCCF, contractive + focal (05)" in (out / "paper_tables.md").read_text()
+    # a run cut at the budget comes back packed, and a later call, given it, continues it
+    ck = tmp_path / "ck"
+    cut = {**env, "OUT": str(tmp_path / "out3"), "BUDGET_MIN": "0.0001", "BENCH_GPU_S": "0",
+           "CKPT_DIR": str(ck)}
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=tmp_path,
+                       env=cut, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    parts = sorted((tmp_path / "out3").glob("ckpt.tar.part-*"))
+    assert [f.name for f in parts] == ["ckpt.tar.part-aa"]
+    assert not (tmp_path / "out3" / "paper_tables.json").exists()  # nothing ended
+    subprocess.run(["rm", "-rf", str(ck)], check=True)
+    subprocess.run(f"cat {parts[0]} | tar -x -C /", shell=True, check=True)
+    assert (ck / "dccf_mnist-5k_0_smoke").is_dir()
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=tmp_path,
+                       env={**cut, "OUT": str(tmp_path / "out4"), "BUDGET_MIN": "6"},
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    assert [r["key"] for r in json.loads((tmp_path / "out4" / "paper_tables.json").read_text())
+            ] == ["dccf|mnist-5k|0|smoke"]
+    assert not (ck / "dccf_mnist-5k_0_smoke").exists()
+    assert not list((tmp_path / "out4").glob("ckpt.tar.part-*"))
     # without a GPU and without DRY_RUN it refuses at once
     env.pop("DRY_RUN")
     p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=tmp_path,
@@ -197,3 +226,79 @@ def test_the_gpu_path_needs_only_what_the_gpu_machine_has(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "loaded usps 9298" in p.stdout and "loaded mnist 70000" in p.stdout
+
+
+def test_a_run_cut_anywhere_and_continued_ends_as_an_uninterrupted_run(tmp_path):
+    """--checkpoints: every fit of a run is a stage kept on disk; a stage cut at the deadline
+    is saved at a step boundary and continued by the next call, to the same numbers."""
+    import torch
+
+    from clusterkit import datasets
+
+    mod = _module()
+    torch.set_num_threads(1)
+    ds = datasets.load("mnist-5k", subset=300, seed=0)
+    cfg = {"profile": "smoke", "device": "cpu", "verbose": False, "override": {}}
+    whole = mod.run_dccf(ds, 0, cfg)
+
+    class CutAt(mod.Pieces):
+        """Out of time at step 2 of the run's ``stage``-th stage (a clock would be flaky): that
+        stage's run is stopped there and saved, as at a real deadline."""
+        stage = 1
+        started = 0
+
+        def out_of_time(self, run=None):
+            if run is None:  # asked once as each stage starts
+                self.started += 1
+                return False
+            return self.started == self.stage and run.step >= 2
+
+    keep = mod.Pieces(tmp_path / "k", "dccf|probe|0|smoke")
+    assert mod.run_dccf(ds, 0, {**cfg, "pieces": keep}) == whole
+    pre = torch.load(keep.folder / "pre.done.pt", weights_only=True)
+    assert pre["optimizer"] is None and pre["counters"]["step"] > 3  # a finished stage
+    for stage, name in ((1, "pre"), (2, "DCCF")):  # cut in the pretraining; in clustering
+        pieces = CutAt(tmp_path / name, "dccf|mnist-5k|0|smoke")
+        pieces.stage = stage
+        with pytest.raises(mod.OutOfTime, match="saved at step 2"):
+            mod.run_dccf(ds, 0, {**cfg, "pieces": pieces})
+        assert (pieces.folder / f"{name}.part.pt").exists()
+        assert (pieces.folder / "pre.done.pt").exists() == (name == "DCCF")
+        again = mod.Pieces(pieces.root, pieces.job)  # the next call: no deadline this time
+        assert mod.run_dccf(ds, 0, {**cfg, "pieces": again}) == whole
+        assert not (pieces.folder / f"{name}.part.pt").exists()
+        assert (pieces.folder / "DCCF.done.pt").exists()
+
+
+def test_admit_runs_what_fits_keeps_one_piece_and_continues_what_began():
+    admit = _module().admit
+    assert admit(100, 200, resumed=False, splittable=True, pieces=True) == "run"
+    assert admit(None, 200, resumed=False, splittable=True, pieces=False) == "run"
+    assert admit(300, 200, resumed=False, splittable=True, pieces=False) == "skip"
+    assert admit(300, 200, resumed=False, splittable=True, pieces=True) == "piece"
+    assert admit(300, 200, resumed=False, splittable=False, pieces=True) == "skip"
+    assert admit(300, 200, resumed=True, splittable=True, pieces=True) == "run"
+    assert admit(10, 0, resumed=True, splittable=True, pieces=True) == "skip"
+
+
+@pytest.mark.slow  # three end-to-end subprocess runs: `make test`, not test-fast
+def test_checkpoints_carry_a_run_across_calls_and_are_removed_once_recorded(tmp_path):
+    ck = tmp_path / "ck"
+    p = _run("--cpu", "--tiny", "--only", "dccf", "--out", str(tmp_path / "whole.md"),
+             "--results", str(tmp_path / "whole.json"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    # a budget that ends before the run starts: nothing recorded, the run's folder kept
+    args = ("--cpu", "--tiny", "--only", "dccf", "--out", str(tmp_path / "t.md"), "--results",
+            str(tmp_path / "r.json"), "--checkpoints", str(ck))
+    p = _run(*args, "--budget", "0.0001")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "cut at the budget and saved in" in p.stderr
+    assert not (tmp_path / "r.json").exists()
+    assert (ck / "dccf_mnist-5k_0_smoke" / "seconds.json").exists()
+    p = _run(*args)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rec = json.loads((tmp_path / "r.json").read_text())
+    whole = json.loads((tmp_path / "whole.json").read_text())
+    assert [r["key"] for r in rec] == ["dccf|mnist-5k|0|smoke"]
+    assert rec[0]["rows"] == whole[0]["rows"]
+    assert not (ck / "dccf_mnist-5k_0_smoke").exists()
