@@ -60,8 +60,9 @@ DEMO_NOT_YET = {
                            "at 1 thread the code variant ends .73-.80 over seeds and "
                            "settings (pretraining lr, width, epochs, target, reconstruction; "
                            "clustering alpha, lam, batch, lr: benchmarks/README.md), every "
-                           "arm's best epoch near .78, 3 points above its start; 120 "
-                           "pretraining epochs: .790, but IDEC then .881",
+                           "arm's best epoch near .78, 3 points above its start; with 6x "
+                           "the pretraining (240 epochs, 9 min at 1 thread) .823 in seeds "
+                           "0 and 1, while IDEC with those epochs reaches .886 (session 21)",
     "05_contractive_focal": "issue #10: with the hard (top-class) focal target the full "
                             "model led neither one-term ablation reliably (demo run on an "
                             "Intel CPU: .854, focal only .879; 4 seeds at 1 thread: ahead of "
