@@ -896,29 +896,30 @@ def main(argv: list[str] | None = None) -> int:
             f"{row} ACC {rec['acc']:.4f} NMI {rec['nmi']:.4f}" for row, rec in rows.items())
             + f"  ({secs:.0f} s)")
 
+    def leave(exp: Experiment, dname: str, seed: int) -> None:
+        need = guess.get((exp.key, dname))
+        skipped.append(f"{exp.key} {dname} seed {seed}"
+                       + ("" if need is None else f" (about {_hours(need)})"))
+
     bar = tqdm(todo, desc="reproduce", unit="run")
     piece: tuple[Experiment, str, int] | None = None
     for exp, dname, seed in bar:
-        what = f"{exp.key} {dname} seed {seed}"
-        need = guess.get((exp.key, dname))
         if a.budget is not None:
-            left = deadline - time.monotonic()
-            todo_now = admit(need, left, resumed=resumed((exp, dname, seed)),
+            todo_now = admit(guess.get((exp.key, dname)), deadline - time.monotonic(),
+                             resumed=resumed((exp, dname, seed)),
                              splittable=exp.splittable, pieces=root is not None)
             if todo_now == "piece" and piece is None:
                 piece = (exp, dname, seed)
                 continue
             if todo_now != "run":
-                skipped.append(what + ("" if need is None else f" (about {_hours(need)})"))
+                leave(exp, dname, seed)
                 continue
         run_job(exp, dname, seed)
     if piece is not None:
         if deadline - time.monotonic() >= MIN_PIECE_S:
             run_job(*piece)
         else:
-            need = guess.get((piece[0].key, piece[1]))
-            skipped.append(f"{piece[0].key} {piece[1]} seed {piece[2]}"
-                           + ("" if need is None else f" (about {_hours(need)})"))
+            leave(*piece)
     bar.close()
     mine = [r for r in records if r["profile"] == profile]
     if mine:
