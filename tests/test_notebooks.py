@@ -52,8 +52,10 @@ DEMO_NOT_YET = {
                                   ".9682 on an Intel CPU); over 15 seeds at 1 thread full - "
                                   "no L_r = -.0011 +- .0189, ahead in 7, behind in 7 "
                                   "(seed_spread.py balanced-ablation, session 20), and level "
-                                  "at 50 clustering epochs too (session 14): smaller than "
-                                  "the spread between seeds",
+                                  "at 50 clustering epochs too (session 14), and with L_r "
+                                  "on every row a step embeds (+.0010 +- .0170 over the "
+                                  "15 seeds, session 22): smaller than the spread between "
+                                  "seeds",
     "04_sample_stability": "issue #9: ACC .786 (code variant; paper variant .781) in the "
                            "clean-clone demo runs on an AMD EPYC (sessions 16-19; .822 / "
                            ".793 on an Intel CPU), above IDEC .727 at 40 pretraining epochs; "
